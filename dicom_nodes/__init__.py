@@ -1,0 +1,1 @@
+"""DIMSE services: storage, worklist, MPPS, storage commitment, association policy."""

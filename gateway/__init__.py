@@ -1,0 +1,1 @@
+"""Service core: settings, database, instance store, pipeline, PACS client, API, CLI."""

@@ -1,0 +1,1 @@
+"""Cost norm catalogue, study costing and billing reports."""
