@@ -1,0 +1,69 @@
+"""The gateway's DICOM node: one AE serving every DIMSE service, started per process."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+
+from pynetdicom import _config, evt
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_nodes.policy import AssociationPolicy, PolicyAE
+from dicom_nodes.storage import StorageSCP, storage_contexts
+from dicom_nodes.transport import FastAssociationServer
+from dicom_nodes.verification import handle_echo
+from gateway.receive import Receiver
+from gateway.settings import DicomSettings
+
+log = logging.getLogger(__name__)
+
+# Extra services (worklist, MPPS, storage commitment) register here: (contexts, handlers).
+ServiceSpec = tuple[list[PresentationContext], list[tuple[object, object]]]
+
+
+def build_ae(settings: DicomSettings, extra: list[ServiceSpec] | None = None) -> PolicyAE:
+    ae = PolicyAE(settings.ae_title, AssociationPolicy(settings))
+    ae.maximum_pdu_size = settings.max_pdu
+    ae.maximum_associations = settings.max_associations
+    ae.require_called_aet = settings.require_called_ae
+    ae.network_timeout = settings.network_timeout_s
+    ae.dimse_timeout = settings.dimse_timeout_s
+    ae.acse_timeout = settings.acse_timeout_s
+    ae.add_supported_context(Verification)
+    for cx in storage_contexts():
+        ae.add_supported_context(str(cx.abstract_syntax), cx.transfer_syntax)
+    for contexts, _handlers in extra or []:
+        for cx in contexts:
+            ae.add_supported_context(str(cx.abstract_syntax), cx.transfer_syntax)
+    return ae
+
+
+def start_dicom_server(
+    settings: DicomSettings,
+    receiver: Receiver,
+    extra: list[ServiceSpec] | None = None,
+) -> ThreadedAssociationServer:
+    """Start a non-blocking association server on ``settings.host:port``."""
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    # Chunked datasets land in the store's tmp dir: same file system as the final place.
+    tempfile.tempdir = str(receiver.store.tmp_dir)
+    ae = build_ae(settings, extra)
+    storage = StorageSCP(receiver)
+    handlers: list[tuple[object, object]] = [
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_C_STORE, storage.handle_store),
+    ]
+    for _contexts, extra_handlers in extra or []:
+        handlers.extend(extra_handlers)
+    server = ae.make_server(
+        (settings.host, settings.port),
+        evt_handlers=handlers,  # type: ignore[arg-type]
+        server_class=FastAssociationServer,
+    )
+    thread = threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True)
+    thread.start()
+    log.info("DICOM node %s listening on %s:%s", settings.ae_title, settings.host, settings.port)
+    return server

@@ -1,0 +1,5 @@
+"""``python -m gateway``: same as the ``risgate`` command."""
+
+from gateway.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): health, studies, and the routes later issues add."""

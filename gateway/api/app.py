@@ -1,0 +1,27 @@
+"""FastAPI application factory: one app per process, bound to that process's Service."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from gateway.api import studies
+from gateway.service import Service
+
+
+def create_app(service: Service) -> FastAPI:
+    app = FastAPI(
+        title="risgate",
+        version="0.1.0",
+        description="RIS-PACS imaging integration gateway",
+    )
+    app.state.service = service
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        with service.db.session() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    app.include_router(studies.router)
+    return app

@@ -1,0 +1,20 @@
+"""Request dependencies: the process's :class:`Service` and a database session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from gateway.service import Service
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with get_service(request).db.session() as session:
+        yield session

@@ -1,0 +1,158 @@
+"""Study routes: list with paging and filters, and one study with its series."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.api.deps import get_session
+from gateway.identifiers import is_valid_uid
+from gateway.models import Instance, Patient, Series, Study
+
+router = APIRouter(prefix="/api/studies", tags=["studies"])
+
+_DATE = re.compile(r"^\d{8}$")
+
+
+class StudySummary(BaseModel):
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    accession_number: str
+    study_date: str
+    modalities: list[str]
+    state: str
+    instances: int
+    first_received_at: datetime
+    last_received_at: datetime
+    stable_at: datetime | None
+
+
+class StudyPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[StudySummary]
+
+
+class SeriesDetail(BaseModel):
+    series_uid: str
+    modality: str
+    series_number: str
+    description: str
+    instances: int
+
+
+class StudyDetail(StudySummary):
+    series: list[SeriesDetail]
+
+
+def _check_date(value: str | None, name: str) -> None:
+    if value is not None and not _DATE.match(value):
+        raise HTTPException(422, f"{name} must be YYYYMMDD")
+
+
+@router.get("", response_model=StudyPage)
+def list_studies(
+    session: Annotated[Session, Depends(get_session)],
+    date_from: Annotated[str | None, Query(description="study date >= YYYYMMDD")] = None,
+    date_to: Annotated[str | None, Query(description="study date <= YYYYMMDD")] = None,
+    modality: Annotated[str | None, Query(max_length=16)] = None,
+    patient_id: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> StudyPage:
+    _check_date(date_from, "date_from")
+    _check_date(date_to, "date_to")
+    query = select(Study.id).join(Patient, Study.patient_pk == Patient.id)
+    if date_from:
+        query = query.where(Study.study_date >= date_from)
+    if date_to:
+        query = query.where(Study.study_date <= date_to)
+    if patient_id:
+        query = query.where(Patient.patient_id == patient_id)
+    if state:
+        query = query.where(Study.state == state.upper())
+    if modality:
+        query = query.where(
+            Study.id.in_(select(Series.study_pk).where(Series.modality == modality.upper()))
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    ids = list(
+        session.scalars(
+            query.order_by(Study.last_received_at.desc(), Study.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    return StudyPage(
+        total=total, offset=offset, limit=limit, items=[_summary(session, i) for i in ids]
+    )
+
+
+@router.get("/{study_uid}", response_model=StudyDetail)
+def get_study(study_uid: str, session: Annotated[Session, Depends(get_session)]) -> StudyDetail:
+    if not is_valid_uid(study_uid):
+        raise HTTPException(422, "study_uid is not a valid DICOM UID")
+    study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
+    if study_pk is None:
+        raise HTTPException(404, "study not found")
+    summary = _summary(session, study_pk)
+    rows = session.execute(
+        select(Series, func.count(Instance.id))
+        .outerjoin(Instance, Instance.series_pk == Series.id)
+        .where(Series.study_pk == study_pk)
+        .group_by(Series.id)
+        .order_by(Series.series_number, Series.id)
+    ).all()
+    series = [
+        SeriesDetail(
+            series_uid=s.series_uid,
+            modality=s.modality,
+            series_number=s.series_number,
+            description=s.description,
+            instances=int(n),
+        )
+        for s, n in rows
+    ]
+    return StudyDetail(**summary.model_dump(), series=series)
+
+
+def _summary(session: Session, study_pk: int) -> StudySummary:
+    study, patient = session.execute(
+        select(Study, Patient)
+        .join(Patient, Study.patient_pk == Patient.id)
+        .where(Study.id == study_pk)
+    ).one()
+    modalities = sorted(
+        m
+        for m in session.scalars(
+            select(Series.modality).where(Series.study_pk == study_pk).distinct()
+        )
+        if m
+    )
+    count = session.scalar(
+        select(func.count(Instance.id))
+        .join(Series, Instance.series_pk == Series.id)
+        .where(Series.study_pk == study_pk)
+    )
+    return StudySummary(
+        study_uid=study.study_uid,
+        patient_id=patient.patient_id,
+        patient_name=patient.name,
+        accession_number=study.accession_number,
+        study_date=study.study_date,
+        modalities=modalities,
+        state=study.state,
+        instances=int(count or 0),
+        first_received_at=study.first_received_at,
+        last_received_at=study.last_received_at,
+        stable_at=study.stable_at,
+    )

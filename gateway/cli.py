@@ -1,0 +1,75 @@
+"""The ``risgate`` command line: serve, migrate, and the operators' subcommands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+
+class Context:
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config)
+            except SettingsError as exc:
+                click.echo(str(exc), err=True)
+                sys.exit(2)
+        return self._settings
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config",
+    envvar="RISGATE_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file (also $RISGATE_CONFIG).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """risgate: RIS-PACS imaging integration gateway."""
+    ctx.obj = Context(config)
+
+
+@main.command()
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(["dicom", "hl7", "api", "worker"]),
+    help="Run only these roles (repeatable). Default: all in one process.",
+)
+@click.pass_obj
+def serve(obj: Context, roles: tuple[str, ...]) -> None:
+    """Run the gateway."""
+    from gateway.runner import ROLES
+    from gateway.runner import serve as run
+
+    run(obj.settings, list(roles) or list(ROLES))
+
+
+@main.command()
+@click.pass_obj
+def migrate(obj: Context) -> None:
+    """Apply database migrations."""
+    from gateway.db import Database
+    from gateway.migrate import upgrade
+
+    db = Database.from_settings(obj.settings)
+    upgrade(db.engine)
+    click.echo("database is at the latest schema")
+
+
+@main.command("check-config")
+@click.pass_obj
+def check_config(obj: Context) -> None:
+    """Validate the configuration and print it (secrets hidden)."""
+    click.echo(obj.settings.model_dump_json(indent=2))

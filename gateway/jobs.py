@@ -1,0 +1,165 @@
+"""The job table as a durable queue: enqueue, claim with a lease, finish, retry, bury.
+
+A claimed job gets a lease (its ``next_attempt_at`` moves to the lease end); a worker
+killed mid-job leaves it RUNNING and it is claimed again once the lease runs out.
+On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several processes share the queue.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from gateway.models import Job, JobState, utcnow
+from gateway.upsert import insert_for
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    ref: str,
+    destination: str = "",
+    *,
+    at: datetime | None = None,
+    reset_finished: bool = True,
+) -> None:
+    """Add a job, or put a finished one back to PENDING (idempotent per key)."""
+    now = utcnow()
+    stmt = insert_for(session, Job.__table__).values(
+        kind=kind,
+        ref=ref,
+        destination=destination,
+        state=JobState.PENDING,
+        attempts=0,
+        next_attempt_at=at or now,
+        last_error="",
+        created_at=now,
+        updated_at=now,
+    )
+    if reset_finished:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kind", "ref", "destination"],
+            set_={
+                "state": JobState.PENDING,
+                "attempts": 0,
+                "next_attempt_at": at or now,
+                "updated_at": now,
+            },
+            where=Job.__table__.c.state.in_([JobState.DONE, JobState.DEAD]),
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "ref", "destination"])
+    session.execute(stmt)
+
+
+def claim(
+    session: Session,
+    kinds: Sequence[str],
+    *,
+    limit: int = 50,
+    lease_s: float = 300.0,
+    destination: str | None = None,
+) -> list[Job]:
+    """Claim due jobs of ``kinds``: PENDING ones and RUNNING ones whose lease ran out."""
+    now = utcnow()
+    due = and_(
+        Job.kind.in_(kinds),
+        Job.state.in_([JobState.PENDING, JobState.RUNNING]),
+        Job.next_attempt_at <= now,
+    )
+    if destination is not None:
+        due = and_(due, Job.destination == destination)
+    query = select(Job).where(due).order_by(Job.next_attempt_at, Job.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    jobs = list(session.scalars(query))
+    lease_end = now + timedelta(seconds=lease_s)
+    for job in jobs:
+        job.state = JobState.RUNNING
+        job.attempts += 1
+        job.next_attempt_at = lease_end
+        job.updated_at = now
+    session.flush()
+    return jobs
+
+
+def finish(session: Session, job_ids: Sequence[int]) -> None:
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids))
+            .values(state=JobState.DONE, last_error="", updated_at=utcnow())
+        )
+
+
+def backoff_s(attempts: int, base_s: float, cap_s: float) -> float:
+    """Exponential backoff with full jitter in [delay/2, delay]."""
+    delay = min(cap_s, base_s * (2 ** max(0, attempts - 1)))
+    return delay / 2 + random.random() * delay / 2
+
+
+def fail(
+    session: Session,
+    job_ids: Sequence[int],
+    error: str,
+    *,
+    max_attempts: int,
+    base_s: float = 2.0,
+    cap_s: float = 300.0,
+) -> None:
+    """Record a failed attempt: retry later with backoff, or bury as DEAD."""
+    now = utcnow()
+    for job in session.scalars(select(Job).where(Job.id.in_(job_ids))):
+        job.last_error = error[:2000]
+        job.updated_at = now
+        if job.attempts >= max_attempts:
+            job.state = JobState.DEAD
+        else:
+            job.state = JobState.PENDING
+            job.next_attempt_at = now + timedelta(seconds=backoff_s(job.attempts, base_s, cap_s))
+
+
+def release(session: Session, job_ids: Sequence[int], *, delay_s: float = 0.0) -> None:
+    """Give claimed jobs back without counting an attempt (e.g. shutdown)."""
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids))
+            .values(
+                state=JobState.PENDING,
+                attempts=func.max(Job.attempts - 1, 0)
+                if session.get_bind().dialect.name == "sqlite"
+                else func.greatest(Job.attempts - 1, 0),
+                next_attempt_at=utcnow() + timedelta(seconds=delay_s),
+            )
+        )
+
+
+def retry_dead(session: Session, kind: str | None = None, ids: Sequence[int] = ()) -> int:
+    """Put DEAD jobs back to PENDING; returns how many."""
+    cond = Job.state == JobState.DEAD
+    if kind:
+        cond = and_(cond, Job.kind == kind)
+    if ids:
+        cond = and_(cond, Job.id.in_(ids))
+    result = session.execute(
+        update(Job)
+        .where(cond)
+        .values(state=JobState.PENDING, attempts=0, next_attempt_at=utcnow(), updated_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def counts_by_state(session: Session, kind: str | None = None) -> dict[str, int]:
+    query = select(Job.state, func.count()).group_by(Job.state)
+    if kind:
+        query = query.where(Job.kind == kind)
+    return {state: int(n) for state, n in session.execute(query)}
+
+
+def pending_filter() -> object:
+    return or_(Job.state == JobState.PENDING, Job.state == JobState.RUNNING)

@@ -1,0 +1,184 @@
+"""The durable receive path: validated file -> store -> index + outbox rows, one transaction.
+
+The DICOM node calls :meth:`Receiver.receive` with the temp file of one C-STORE; only
+when it returns ``STORED`` or ``DUPLICATE`` may the modality be told "success".
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.db import Database
+from gateway.instance_meta import InstanceMeta, InvalidDataset, read_instance_meta
+from gateway.models import Instance, Patient, Series, Study, StudyState, utcnow
+from gateway.store import InstanceStore
+from gateway.upsert import insert_for
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    INVALID = "invalid"
+    MISMATCH = "mismatch"
+    OUT_OF_RESOURCES = "out_of_resources"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    outcome: Outcome
+    reason: str = ""
+    instance_pk: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What hooks see of a newly stored instance (inside the indexing transaction)."""
+
+    instance_pk: int
+    study_pk: int
+    meta: InstanceMeta
+    calling_ae: str
+    path: str
+
+
+InstanceHook = Callable[[Session, StoredInstance], None]
+
+
+class Receiver:
+    def __init__(
+        self,
+        db: Database,
+        store: InstanceStore,
+        *,
+        hooks: list[InstanceHook] | None = None,
+        min_free_bytes: int = 0,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.hooks = list(hooks or [])
+        self.min_free_bytes = min_free_bytes
+
+    def receive(
+        self, tmp_path: Path, *, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
+    ) -> ReceiveResult:
+        try:
+            meta = read_instance_meta(
+                tmp_path, expected_sop_class=sop_class_uid, expected_sop_instance=sop_instance_uid
+            )
+        except InvalidDataset as exc:
+            self.store.discard(tmp_path)
+            log.warning("C-STORE refused from %s: %s", calling_ae, exc.reason)
+            outcome = Outcome.MISMATCH if exc.mismatch else Outcome.INVALID
+            return ReceiveResult(outcome, exc.reason)
+        try:
+            size = tmp_path.stat().st_size
+            with self.db.session() as session:
+                existing = session.scalar(
+                    select(Instance.id).where(Instance.sop_instance_uid == meta.sop_instance_uid)
+                )
+                if existing is not None:
+                    session.execute(
+                        update(Instance)
+                        .where(Instance.id == existing)
+                        .values(duplicates=Instance.duplicates + 1, last_duplicate_at=utcnow())
+                    )
+                    self.store.discard(tmp_path)
+                    log.info("duplicate SOP instance received from %s; kept the first", calling_ae)
+                    return ReceiveResult(Outcome.DUPLICATE, "duplicate", existing)
+                relative = self.store.place(tmp_path, meta)
+                pk, study_pk = _index(session, meta, relative, size, calling_ae)
+                stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
+                for hook in self.hooks:
+                    hook(session, stored)
+            return ReceiveResult(Outcome.STORED, "", pk)
+        except OSError as exc:
+            self.store.discard(tmp_path)
+            log.error("C-STORE could not be stored: %s", type(exc).__name__)
+            return ReceiveResult(Outcome.OUT_OF_RESOURCES, f"storage error: {exc.strerror}")
+        except Exception as exc:
+            self.store.discard(tmp_path)
+            log.exception("C-STORE could not be indexed")
+            return ReceiveResult(Outcome.ERROR, f"indexing failed: {type(exc).__name__}")
+
+
+def _index(
+    session: Session, meta: InstanceMeta, relative: str, size: int, calling_ae: str
+) -> tuple[int, int]:
+    now = utcnow()
+    patient_pk = session.execute(
+        insert_for(session, Patient.__table__)
+        .values(
+            patient_id=meta.patient_id,
+            issuer=meta.issuer,
+            name=meta.patient_name,
+            birth_date=meta.birth_date,
+            sex=meta.sex,
+            updated_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=["patient_id", "issuer"],
+            set_={"updated_at": now},
+        )
+        .returning(Patient.__table__.c.id)
+    ).scalar_one()
+    study_pk = session.execute(
+        insert_for(session, Study.__table__)
+        .values(
+            study_uid=meta.study_uid,
+            patient_pk=patient_pk,
+            accession_number=meta.accession_number,
+            study_date=meta.study_date,
+            study_time=meta.study_time,
+            description=meta.study_description,
+            calling_ae=calling_ae,
+            state=StudyState.RECEIVING,
+            first_received_at=now,
+            last_received_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=["study_uid"],
+            set_={"last_received_at": now, "state": StudyState.RECEIVING},
+        )
+        .returning(Study.__table__.c.id)
+    ).scalar_one()
+    series_pk = session.execute(
+        insert_for(session, Series.__table__)
+        .values(
+            series_uid=meta.series_uid,
+            study_pk=study_pk,
+            modality=meta.modality,
+            series_number=meta.series_number,
+            body_part=meta.body_part,
+            station_name=meta.station_name,
+            description=meta.series_description,
+        )
+        .on_conflict_do_update(index_elements=["series_uid"], set_={"modality": meta.modality})
+        .returning(Series.__table__.c.id)
+    ).scalar_one()
+    instance_pk = session.execute(
+        insert_for(session, Instance.__table__)
+        .values(
+            sop_instance_uid=meta.sop_instance_uid,
+            series_pk=series_pk,
+            sop_class_uid=meta.sop_class_uid,
+            transfer_syntax=meta.transfer_syntax,
+            instance_number=meta.instance_number,
+            path=relative,
+            size=size,
+            calling_ae=calling_ae,
+            received_at=now,
+            duplicates=0,
+        )
+        .returning(Instance.__table__.c.id)
+    ).scalar_one()
+    return int(instance_pk), int(study_pk)

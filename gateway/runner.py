@@ -1,0 +1,115 @@
+"""Process runner for ``risgate serve``: every role in one process, or chosen roles.
+
+Roles: ``dicom`` (DIMSE services; ``dicom.processes`` receiver processes share the port
+through SO_REUSEPORT), ``hl7`` (MLLP listener), ``api`` (HTTP), ``worker`` (background
+jobs). Child processes die with their parent (PR_SET_PDEATHSIG), so a killed gateway
+never leaves a receiver holding the port.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from gateway.extensions import dicom_services, install_extensions
+from gateway.logs import setup_logging
+from gateway.service import Service
+from gateway.settings import Settings
+from gateway.worker import Worker
+
+log = logging.getLogger(__name__)
+
+ROLES = ("dicom", "hl7", "api", "worker")
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux
+        pass
+
+
+def _dicom_child(settings_data: dict[str, Any]) -> None:
+    _die_with_parent()
+    settings = Settings.model_validate(settings_data)
+    setup_logging(settings.log.level, settings.log.json_format)
+    service = Service.create(settings, migrate=False)
+    install_extensions(service)
+    from dicom_nodes.server import start_dicom_server
+
+    start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
+    threading.Event().wait()
+
+
+def serve(settings: Settings, roles: list[str]) -> None:
+    setup_logging(settings.log.level, settings.log.json_format)
+    service = Service.create(settings)
+    removed = service.store.clean_tmp()
+    if removed:
+        log.info("removed %d unacknowledged temp files", removed)
+    install_extensions(service)
+    stoppers: list[Callable[[], None]] = []
+    children: list[multiprocessing.process.BaseProcess] = []
+
+    if "dicom" in roles:
+        from dicom_nodes.server import start_dicom_server
+
+        ctx = multiprocessing.get_context("spawn")
+        data = settings.model_dump(mode="json")
+        for _ in range(settings.dicom.processes - 1):
+            child: multiprocessing.process.BaseProcess = ctx.Process(target=_dicom_child, args=(data,), daemon=True)
+            child.start()
+            children.append(child)
+        server = start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
+        stoppers.append(server.shutdown)
+    if "hl7" in roles:
+        from gateway.extensions import start_hl7
+
+        stoppers.append(start_hl7(service))
+    if "worker" in roles:
+        worker = Worker(service)
+        worker.start()
+        stoppers.append(worker.stop)
+
+    try:
+        if "api" in roles:
+            from gateway.api.app import create_app
+
+            config = uvicorn.Config(
+                create_app(service),
+                host=settings.http.host,
+                port=settings.http.port,
+                log_config=None,
+                access_log=False,
+            )
+            uvicorn.Server(config).run()
+        else:
+            _wait_for_signal()
+    finally:
+        for stop in reversed(stoppers):
+            try:
+                stop()
+            except Exception:
+                log.exception("error while stopping")
+        for child in children:
+            child.terminate()
+        service.close()
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+
+    def _handler(signum: int, _frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    done.wait()

@@ -1,0 +1,38 @@
+"""One process's shared objects: settings, database, instance store, receiver, job handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.db import Database
+from gateway.migrate import upgrade
+from gateway.receive import InstanceHook, Receiver
+from gateway.settings import Settings
+from gateway.store import InstanceStore
+
+# A job handler gets the service and a batch of claimed job ids of its kind.
+JobHandler = Callable[["Service", list[int]], None]
+
+
+@dataclass
+class Service:
+    settings: Settings
+    db: Database
+    store: InstanceStore
+    receiver: Receiver
+    job_handlers: dict[str, JobHandler] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, *, migrate: bool = True) -> Service:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database.from_settings(settings)
+        if migrate:
+            upgrade(db.engine)
+        store = InstanceStore(settings.store_path, fsync=settings.store.fsync)
+        hooks: list[InstanceHook] = []
+        receiver = Receiver(db, store, hooks=hooks)
+        return cls(settings, db, store, receiver)
+
+    def close(self) -> None:
+        self.db.dispose()

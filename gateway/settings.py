@@ -1,0 +1,158 @@
+"""Service settings: one TOML file plus ``RISGATE_<SECTION>__<KEY>`` environment overrides.
+
+Every key is validated at start-up; :func:`load_settings` turns pydantic's errors into one
+message that names each bad key. ``docs/configuration.md`` lists every key and default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.identifiers import validate_ae_title
+
+CONFIG_ENV = "RISGATE_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DicomPeer(_Section):
+    """A remote DICOM node allowed to associate (a modality, a workstation)."""
+
+    ae_title: str
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    modality: str | None = None
+
+    _ae = field_validator("ae_title")(validate_ae_title)
+
+
+class DicomSettings(_Section):
+    ae_title: str = "RISGATE"
+    host: str = "127.0.0.1"
+    port: int = Field(default=11112, ge=0, le=65535)
+    processes: int = Field(default=1, ge=1, le=64)
+    max_pdu: int = Field(default=131072, ge=4096, le=4_194_304)
+    max_associations: int = Field(default=16, ge=1, le=1000)
+    require_called_ae: bool = True
+    allow_any_calling_ae: bool = False
+    peers: list[DicomPeer] = Field(default_factory=list)
+    network_timeout_s: float = Field(default=60.0, gt=0)
+    dimse_timeout_s: float = Field(default=60.0, gt=0)
+    acse_timeout_s: float = Field(default=30.0, gt=0)
+
+    _ae = field_validator("ae_title")(validate_ae_title)
+
+
+class HL7Settings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=2575, ge=0, le=65535)
+    allowed_sources: list[str] = Field(default_factory=list)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+
+
+class HTTPSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class DatabaseSettings(_Section):
+    url: str | None = None
+    sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+    echo: bool = False
+
+
+class StoreSettings(_Section):
+    path: Path | None = None
+    fsync: bool = True
+
+
+class StudySettings(_Section):
+    stable_after_s: float = Field(default=30.0, gt=0)
+
+
+class WorkerSettings(_Section):
+    poll_interval_s: float = Field(default=1.0, gt=0)
+
+
+class LogSettings(_Section):
+    level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    json_format: bool = True
+
+
+class Settings(BaseSettings):
+    """All settings of one gateway process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RISGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("./var")
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    hl7: HL7Settings = Field(default_factory=HL7Settings)
+    http: HTTPSettings = Field(default_factory=HTTPSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    studies: StudySettings = Field(default_factory=StudySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get(CONFIG_ENV)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def store_path(self) -> Path:
+        return (self.store.path or self.data_dir / "store").resolve()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'risgate.db').resolve()}"
+
+
+class SettingsError(Exception):
+    """Invalid configuration; the message names every bad key."""
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``config_file`` (or ``$RISGATE_CONFIG``) and the environment."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise SettingsError(f"configuration file not found: {path}")
+        os.environ[CONFIG_ENV] = str(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(root)"
+            lines.append(f"  {key}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
