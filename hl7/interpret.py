@@ -1,0 +1,42 @@
+"""Turn a parsed message into gateway data: orders or patient events, or an HL7Error."""
+
+from __future__ import annotations
+
+from hl7.adt import ADT_EVENTS, interpret_adt
+from hl7.errors import UNSUPPORTED_EVENT_CODE, UNSUPPORTED_MESSAGE_TYPE, HL7Error
+from hl7.message import Message
+from hl7.model import IdentifierChange, OrderMessage, PatientMerge, PatientUpdate
+from hl7.orders import interpret_order
+
+SUPPORTED_EVENTS: dict[str, frozenset[str]] = {
+    "ORM": frozenset({"O01"}),
+    "OMI": frozenset({"O23"}),
+    "OMG": frozenset({"O19"}),
+    "ADT": ADT_EVENTS,
+}
+
+
+def check_supported(msg: Message) -> None:
+    """AR naming MSH-9 unless MSH-9 is one of :data:`SUPPORTED_EVENTS`."""
+    events = SUPPORTED_EVENTS.get(msg.message_type.upper())
+    if events is None:
+        raise HL7Error(
+            "AR", "unsupported message type", "MSH", 9, hl7_code=UNSUPPORTED_MESSAGE_TYPE
+        )
+    if msg.trigger_event.upper() not in events:
+        raise HL7Error(
+            "AR",
+            "unsupported trigger event",
+            "MSH",
+            9,
+            component=2,
+            hl7_code=UNSUPPORTED_EVENT_CODE,
+        )
+
+
+def interpret(msg: Message) -> OrderMessage | PatientUpdate | PatientMerge | IdentifierChange:
+    """Map ``msg``: AR for unsupported types/events, AE for missing or invalid data."""
+    check_supported(msg)
+    if msg.message_type.upper() == "ADT":
+        return interpret_adt(msg)
+    return interpret_order(msg)

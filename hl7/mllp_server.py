@@ -1,0 +1,182 @@
+"""Asyncio MLLP listener: frames in, handler call, framed ACK out, one message at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+
+from hl7.mllp import DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FrameTooLargeError, encode_frame
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[bytes, str], Awaitable[bytes]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+READ_CHUNK = 65536
+
+
+def parse_allowed_sources(sources: Iterable[str]) -> list[Network]:
+    """Turn IPs and CIDRs (``10.0.0.5``, ``10.1.0.0/16``, ``::1``) into networks."""
+    return [ipaddress.ip_network(s.strip(), strict=False) for s in sources if s.strip()]
+
+
+def is_allowed(peer_ip: str, networks: list[Network]) -> bool:
+    """True when ``networks`` is empty or contains ``peer_ip`` (IPv4-mapped IPv6 too)."""
+    if not networks:
+        return True
+    try:
+        addr = ipaddress.ip_address(peer_ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
+
+
+class MLLPServer:
+    """MLLP server calling ``handler(raw_message, peer_ip) -> raw_ack`` per message.
+
+    Each connection is served by its own task; messages of one connection are
+    handled strictly in order, the next one read only after the ACK was written.
+    Peers outside ``allowed_sources`` (empty = any) are closed at connect. A frame
+    over ``max_message_bytes`` closes the connection without an answer, and so does
+    a handler exception (logged without message content) or ``idle_timeout_s``
+    seconds without data. An empty ACK from the handler means "send nothing".
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        allowed_sources: Iterable[str] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        idle_timeout_s: float = 300.0,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.handler = handler
+        self.allowed = parse_allowed_sources(allowed_sources)
+        self.max_message_bytes = max_message_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the ephemeral one when constructed with port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self._requested_port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active_connections(self) -> int:
+        """Number of connections currently being served."""
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        if self._server is not None:
+            raise RuntimeError("MLLPServer already started")
+        self._server = await asyncio.start_server(
+            self._on_connect, self.host, self._requested_port, reuse_address=True
+        )
+        logger.info("MLLP listener on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every open connection and wait for their tasks."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+        logger.info("MLLP listener on %s stopped", self.host)
+
+    async def __aenter__(self) -> MLLPServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        peer_ip = str(peer[0]) if peer else ""
+        if not is_allowed(peer_ip, self.allowed):
+            logger.warning("MLLP connection from %s refused: not in allowed sources", peer_ip)
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        decoder = FrameDecoder(self.max_message_bytes)
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), self.idle_timeout_s)
+            except TimeoutError:
+                logger.info("MLLP connection from %s closed after idle timeout", peer_ip)
+                return
+            except ConnectionError:
+                return
+            if not data:
+                return
+            try:
+                for payload in decoder.feed(data):
+                    if not await self._answer(payload, peer_ip, writer):
+                        return
+            except FrameTooLargeError:
+                logger.warning(
+                    "MLLP frame from %s over %d bytes: connection closed",
+                    peer_ip,
+                    self.max_message_bytes,
+                )
+                return
+
+    async def _answer(self, payload: bytes, peer_ip: str, writer: asyncio.StreamWriter) -> bool:
+        """Run the handler and write its ACK; False when the connection must close."""
+        try:
+            ack = await self.handler(payload, peer_ip)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Only the type: an exception's text may quote patient data.
+            logger.error(
+                "MLLP handler failed (%s) for a message from %s: connection closed",
+                type(exc).__name__,
+                peer_ip,
+            )
+            return False
+        if ack:
+            try:
+                writer.write(encode_frame(ack))
+                await writer.drain()
+            except ConnectionError:
+                return False
+            except Exception as exc:
+                logger.error("MLLP ACK to %s not sent (%s)", peer_ip, type(exc).__name__)
+                return False
+        return True
