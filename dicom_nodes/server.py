@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 ServiceSpec = tuple[list[PresentationContext], list[tuple[object, object]]]
 
 
+def _accept_any_uid(value: str) -> tuple[bool, str]:
+    return True, ""
+
+
 def build_ae(settings: DicomSettings, extra: list[ServiceSpec] | None = None) -> PolicyAE:
     ae = PolicyAE(settings.ae_title, AssociationPolicy(settings))
     ae.maximum_pdu_size = settings.max_pdu
@@ -48,6 +52,9 @@ def start_dicom_server(
 ) -> ThreadedAssociationServer:
     """Start a non-blocking association server on ``settings.host:port``."""
     _config.STORE_RECV_CHUNKED_DATASET = True
+    # pynetdicom would abort the association on a non-conformant UID in a command;
+    # the gateway validates UIDs itself and answers with a failure status instead.
+    _config.VALIDATORS["UI"] = _accept_any_uid
     # Chunked datasets land in the store's tmp dir: same file system as the final place.
     tempfile.tempdir = str(receiver.store.tmp_dir)
     ae = build_ae(settings, extra)
@@ -63,6 +70,7 @@ def start_dicom_server(
         evt_handlers=handlers,  # type: ignore[arg-type]
         server_class=FastAssociationServer,
     )
+    ae._servers.append(server)  # so server.shutdown() finds it, as with ae.start_server()
     thread = threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True)
     thread.start()
     log.info("DICOM node %s listening on %s:%s", settings.ae_title, settings.host, settings.port)

@@ -57,6 +57,36 @@ def serve(obj: Context, roles: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option("--orthanc-http-port", default=8042, show_default=True)
+@click.option("--orthanc-dicom-port", default=4242, show_default=True)
+@click.pass_obj
+def dev(obj: Context, orthanc_http_port: int, orthanc_dicom_port: int) -> None:
+    """Run a local Orthanc (in the data directory) and every role of the gateway."""
+    from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+    from gateway.runner import ROLES
+    from gateway.runner import serve as run
+
+    settings = obj.settings
+    orthanc = LocalOrthanc(
+        OrthancConfig(
+            work_dir=(settings.data_dir / "orthanc").resolve(),
+            http_port=orthanc_http_port,
+            dicom_port=orthanc_dicom_port,
+        )
+    )
+    orthanc.start()
+    click.echo(f"Orthanc: {orthanc.config.url} (user risgate), DICOM port {orthanc_dicom_port}")
+    click.echo(
+        f"Gateway: DICOM {settings.dicom.ae_title}@{settings.dicom.host}:{settings.dicom.port}, "
+        f"HTTP http://{settings.http.host}:{settings.http.port}/docs"
+    )
+    try:
+        run(settings, list(ROLES))
+    finally:
+        orthanc.stop()
+
+
+@main.command()
 @click.pass_obj
 def migrate(obj: Context) -> None:
     """Apply database migrations."""

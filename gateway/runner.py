@@ -8,10 +8,8 @@ never leaves a receiver holding the port.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
-import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +18,7 @@ import uvicorn
 
 from gateway.extensions import dicom_services, install_extensions
 from gateway.logs import setup_logging
+from gateway.procutil import die_with_parent, install_stop_handlers
 from gateway.service import Service
 from gateway.settings import Settings
 from gateway.worker import Worker
@@ -29,16 +28,8 @@ log = logging.getLogger(__name__)
 ROLES = ("dicom", "hl7", "api", "worker")
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux
-        pass
-
-
 def _dicom_child(settings_data: dict[str, Any]) -> None:
-    _die_with_parent()
+    die_with_parent()
     settings = Settings.model_validate(settings_data)
     setup_logging(settings.log.level, settings.log.json_format)
     service = Service.create(settings, migrate=False)
@@ -51,6 +42,7 @@ def _dicom_child(settings_data: dict[str, Any]) -> None:
 
 def serve(settings: Settings, roles: list[str]) -> None:
     setup_logging(settings.log.level, settings.log.json_format)
+    stop_requested = install_stop_handlers()
     service = Service.create(settings)
     removed = service.store.clean_tmp()
     if removed:
@@ -65,7 +57,9 @@ def serve(settings: Settings, roles: list[str]) -> None:
         ctx = multiprocessing.get_context("spawn")
         data = settings.model_dump(mode="json")
         for _ in range(settings.dicom.processes - 1):
-            child: multiprocessing.process.BaseProcess = ctx.Process(target=_dicom_child, args=(data,), daemon=True)
+            child: multiprocessing.process.BaseProcess = ctx.Process(
+                target=_dicom_child, args=(data,), daemon=True
+            )
             child.start()
             children.append(child)
         server = start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
@@ -92,7 +86,7 @@ def serve(settings: Settings, roles: list[str]) -> None:
             )
             uvicorn.Server(config).run()
         else:
-            _wait_for_signal()
+            stop_requested.wait()
     finally:
         for stop in reversed(stoppers):
             try:
@@ -102,14 +96,3 @@ def serve(settings: Settings, roles: list[str]) -> None:
         for child in children:
             child.terminate()
         service.close()
-
-
-def _wait_for_signal() -> None:
-    done = threading.Event()
-
-    def _handler(signum: int, _frame: Any) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
-    done.wait()

@@ -21,6 +21,7 @@ from pydantic_settings import (
 from gateway.identifiers import validate_ae_title
 
 CONFIG_ENV = "RISGATE_CONFIG"
+_config_file: str | None = None  # set by load_settings() while it builds Settings
 
 
 class _Section(BaseModel):
@@ -120,7 +121,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = os.environ.get(CONFIG_ENV)
+        toml_file = _config_file or os.environ.get(CONFIG_ENV)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
@@ -143,11 +144,13 @@ class SettingsError(Exception):
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Load settings from ``config_file`` (or ``$RISGATE_CONFIG``) and the environment."""
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise SettingsError(f"configuration file not found: {path}")
-        os.environ[CONFIG_ENV] = str(path)
+    global _config_file
+    path = Path(config_file) if config_file is not None else None
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = Path(os.environ[CONFIG_ENV])
+    if path is not None and not path.is_file():
+        raise SettingsError(f"configuration file not found: {path}")
+    _config_file = str(path) if path else None
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -156,3 +159,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             key = ".".join(str(p) for p in err["loc"]) or "(root)"
             lines.append(f"  {key}: {err['msg']}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+    finally:
+        _config_file = None
