@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from hl7.delimiters import Delimiters
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Formatting / highlighting / charset-switch commands that carry no text of their own.
 _DROPPED = frozenset({"H", "N", ".sp", ".fi", ".nf", ".ce", ".sk", ".in", ".ti"})
@@ -54,7 +58,7 @@ def _translate(seq: str, delims: Delimiters, charset: str) -> str:
 
 
 def escape(text: str, delims: Delimiters) -> str:
-    """Escape separators (and CR/LF) so ``text`` is safe inside one HL7 component."""
+    """Escape separators and control characters (CR, LF...) for use inside one component."""
     esc = delims.escape
     if esc in text:
         text = text.replace(esc, f"{esc}E{esc}")
@@ -66,6 +70,4 @@ def escape(text: str, delims: Delimiters) -> str:
     ):
         if char in text:
             text = text.replace(char, f"{esc}{code}{esc}")
-    if "\r" in text or "\n" in text:
-        text = text.replace("\r", f"{esc}X0D{esc}").replace("\n", f"{esc}X0A{esc}")
-    return text
+    return _CONTROL.sub(lambda m: f"{esc}X{ord(m.group()):02X}{esc}", text)

@@ -1,0 +1,225 @@
+"""Asyncio MLLP server and client on 127.0.0.1 with an ephemeral port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from hl7.mllp import FrameDecoder, MLLPError, encode_frame
+from hl7.mllp_client import MLLPConnection, send
+from hl7.mllp_server import MLLPServer, is_allowed, parse_allowed_sources
+
+HOST = "127.0.0.1"
+
+
+async def echo(payload: bytes, peer: str) -> bytes:
+    return b"ACK:" + payload
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 15))
+
+
+async def read_frames(reader: asyncio.StreamReader, count: int) -> list[bytes]:
+    dec = FrameDecoder()
+    out: list[bytes] = []
+    while len(out) < count:
+        data = await asyncio.wait_for(reader.read(65536), 5)
+        if not data:
+            break
+        out.extend(dec.feed(data))
+    return out
+
+
+def server(handler: Callable[[bytes, str], Awaitable[bytes]] = echo, **kw: object) -> MLLPServer:
+    return MLLPServer(HOST, 0, handler, **kw)  # type: ignore[arg-type]
+
+
+def test_allowed_sources_matching() -> None:
+    nets = parse_allowed_sources(["10.0.0.5", "192.168.1.0/24", " ", "::1"])
+    assert is_allowed("10.0.0.5", nets) and not is_allowed("10.0.0.6", nets)
+    assert is_allowed("192.168.1.77", nets) and is_allowed("::ffff:192.168.1.2", nets)
+    assert is_allowed("::1", nets) and not is_allowed("garbage", nets)
+    assert is_allowed("8.8.8.8", [])
+
+
+def test_one_shot_send_and_ephemeral_port() -> None:
+    async def main() -> None:
+        async with server() as srv:
+            assert srv.port != 0
+            assert await send(HOST, srv.port, b"MSH|hello", timeout=5) == b"ACK:MSH|hello"
+
+    run(main())
+
+
+def test_persistent_connection_many_messages_and_nodelay() -> None:
+    async def main() -> None:
+        async with server() as srv, MLLPConnection(HOST, srv.port, timeout=5) as conn:
+            sock = conn._writer.get_extra_info("socket")  # type: ignore[union-attr]
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            for i in range(50):
+                assert await conn.send(b"m%d" % i) == b"ACK:m%d" % i
+            assert srv.active_connections == 1
+
+    run(main())
+
+
+def test_concurrent_connections_keep_per_connection_order() -> None:
+    active = 0
+    peak = 0
+    seen: dict[bytes, list[int]] = {}
+
+    async def slow(payload: bytes, peer: str) -> bytes:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        client, seq = payload.split(b":")
+        seen.setdefault(client, []).append(int(seq))
+        await asyncio.sleep(0.005)
+        active -= 1
+        return b"ok:" + payload
+
+    async def client(port: int, n: int) -> list[bytes]:
+        async with MLLPConnection(HOST, port, timeout=5) as conn:
+            return [await conn.send(b"c%d:%d" % (n, i)) for i in range(5)]
+
+    async def main() -> None:
+        async with server(slow) as srv:
+            results = await asyncio.gather(*(client(srv.port, n) for n in range(20)))
+        for n, replies in enumerate(results):
+            assert replies == [b"ok:c%d:%d" % (n, i) for i in range(5)]
+        assert peak > 1  # connections were served concurrently
+        assert all(seqs == [0, 1, 2, 3, 4] for seqs in seen.values())
+
+    run(main())
+
+
+def test_pipelined_frames_are_handled_one_at_a_time_in_order() -> None:
+    active = 0
+    overlap = False
+
+    async def handler(payload: bytes, peer: str) -> bytes:
+        nonlocal active, overlap
+        active += 1
+        overlap = overlap or active > 1
+        await asyncio.sleep(0.03 if payload == b"1" else 0.001)
+        active -= 1
+        return b"A" + payload
+
+    async def main() -> None:
+        async with server(handler) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            writer.write(b"".join(encode_frame(b"%d" % i) for i in range(1, 4)))
+            await writer.drain()
+            assert await read_frames(reader, 3) == [b"A1", b"A2", b"A3"]
+            writer.close()
+        assert not overlap
+
+    run(main())
+
+
+def test_allow_list_refuses_other_sources(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[bytes] = []
+
+    async def handler(payload: bytes, peer: str) -> bytes:
+        calls.append(payload)
+        return b"ACK"
+
+    async def main() -> None:
+        async with server(handler, allowed_sources=["10.0.0.0/8"]) as srv:
+            with pytest.raises((MLLPError, ConnectionError)):
+                await send(HOST, srv.port, b"MSH|x", timeout=5)
+        async with server(handler, allowed_sources=["127.0.0.0/8"]) as srv:
+            assert await send(HOST, srv.port, b"MSH|y", timeout=5) == b"ACK"
+
+    with caplog.at_level(logging.WARNING, logger="hl7.mllp_server"):
+        run(main())
+    assert calls == [b"MSH|y"]
+    assert any(
+        "refused" in r.getMessage() and "127.0.0.1" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_oversized_frame_closes_without_answer() -> None:
+    calls: list[bytes] = []
+
+    async def handler(payload: bytes, peer: str) -> bytes:
+        calls.append(payload)
+        return b"ACK"
+
+    async def main() -> None:
+        async with server(handler, max_message_bytes=100) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            writer.write(encode_frame(b"x" * 200))
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            assert await send(HOST, srv.port, b"y" * 100, timeout=5) == b"ACK"
+        assert calls == [b"y" * 100]
+
+    run(main())
+
+
+def test_handler_exception_keeps_listener_and_logs_no_content(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(payload: bytes, peer: str) -> bytes:
+        if b"NGUYEN" in payload:
+            raise ValueError("bad patient NGUYEN VAN AN 19850704")
+        return b"ACK"
+
+    async def main() -> None:
+        async with server(handler) as srv:
+            with pytest.raises((MLLPError, ConnectionError)):
+                await send(HOST, srv.port, b"PID|1||X||NGUYEN^VAN AN", timeout=5)
+            assert await send(HOST, srv.port, b"MSH|fine", timeout=5) == b"ACK"
+
+    with caplog.at_level(logging.DEBUG, logger="hl7.mllp_server"):
+        run(main())
+    text = "\n".join(r.getMessage() for r in caplog.records) + caplog.text
+    assert "ValueError" in text
+    assert "NGUYEN" not in text and "19850704" not in text
+
+
+def test_idle_connection_is_closed() -> None:
+    async def main() -> None:
+        async with server(idle_timeout_s=0.2) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(main())
+
+
+def test_stop_closes_open_connections() -> None:
+    async def main() -> None:
+        srv = server()
+        await srv.start()
+        conn = MLLPConnection(HOST, srv.port, timeout=5)
+        assert await conn.send(b"a") == b"ACK:a"
+        await srv.stop()
+        assert srv.active_connections == 0
+        with pytest.raises((MLLPError, ConnectionError, OSError)):
+            await conn.send(b"b")
+        await conn.close()
+
+    run(main())
+
+
+def test_client_timeout_when_no_answer() -> None:
+    async def never(payload: bytes, peer: str) -> bytes:
+        await asyncio.sleep(10)
+        return b""
+
+    async def main() -> None:
+        async with server(never) as srv:
+            conn = MLLPConnection(HOST, srv.port, timeout=0.2)
+            with pytest.raises(TimeoutError):
+                await conn.send(b"x")
+            assert not conn.connected
+
+    run(main())
