@@ -16,6 +16,8 @@ from hl7.delimiters import DEFAULT_DELIMITERS, Delimiters
 from hl7.escape import unescape
 
 HL7_NULL = '""'
+# MSH-1 and MSH-2 hold separators themselves: read them with no splitting at all.
+_LITERAL = Delimiters("\x00", "\x00", "\x00", "\x00", "\x00")
 
 _PATH = re.compile(r"^([A-Z0-9]{3})(?:\((\d+)\))?-(\d+)(?:\((\d+)\))?(?:[-.](\d+)(?:[-.](\d+))?)?$")
 
@@ -132,7 +134,7 @@ class Segment:
         if not text:
             return []
         if field <= 2 and self.name == "MSH":
-            return [Field(text, Delimiters("\x00", "\x00", "\x00", "\x00", "\x00"), self._charset)]
+            return [Field(text, _LITERAL, self._charset)]
         return [Field(r, self._delims, self._charset) for r in text.split(self._delims.repetition)]
 
     def field(self, field: int, rep: int = 1) -> Field:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hl7.errors import HL7Error
+from hl7.inbound import receive
 from hl7.interpret import interpret
 from hl7.model import (
     IdentifierChange,
@@ -332,3 +333,23 @@ def test_error_messages_carry_no_values() -> None:
     raw = load("orm_o01_v23.hl7").replace(b"|19850704|", b"|19851304|")
     err = error_of(raw)
     assert "19851304" not in str(err) and "NGUY" not in str(err)
+
+
+def test_receive_accepts_and_acks() -> None:
+    inbound = receive(load("omi_o23_v251.hl7"))
+    assert inbound.accepted and isinstance(inbound.result, OrderMessage)
+    ack = parse(inbound.ack())
+    assert ack.get("MSA-1") == "AA" and ack.get("MSA-2") == "MSG0003"
+    failed = parse(inbound.ack("AE", text="database unavailable"))
+    assert failed.get("MSA-1") == "AE" and failed.get("MSA-3") == "database unavailable"
+
+
+def test_receive_reports_errors_with_ack() -> None:
+    bad = receive(load("orm_o01_v23.hl7").replace(b"ORM^O01", b"ORM^O02"))
+    assert not bad.accepted and bad.error is not None and bad.error.code == "AR"
+    assert bad.message is not None
+    ack = parse(bad.ack())
+    assert ack.get("MSA-1") == "AR" and ack.get("MSA-2") == "MSG0001"
+    garbage = receive(b"\x00garbage")
+    assert garbage.message is None and garbage.error is not None
+    assert parse(garbage.ack()).get("MSA-1") == "AR"
