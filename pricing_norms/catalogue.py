@@ -341,15 +341,15 @@ def validate_catalogue(
 
     ``rows`` maps a table name to the file row number of each item (else item numbers
     1..n are reported). ``assume_known`` lists keys (per table ``services``,
-    ``norm_sets``) whose rows exist but failed to parse, so references to them are not
-    reported a second time.
+    ``norm_sets``, ``staff_rates``) whose rows exist but failed to parse, so references
+    to them are not reported a second time.
     """
     check = _Checker(rows)
     known = {k: set(v) for k, v in (assume_known or {}).items()}
     service_codes = {s.code for s in services} | known.get("services", set())
     set_by_code = {n.code: n for n in norm_sets}
     set_codes = set(set_by_code) | known.get("norm_sets", set())
-    categories = {r.category for r in staff_rates}
+    categories = {r.category.value for r in staff_rates} | known.get("staff_rates", set())
 
     _check_unique(check, "norm_sets", "code", [n.code for n in norm_sets], "norm set")
     _check_unique(check, "services", "code", [s.code for s in services], "service")
@@ -397,7 +397,7 @@ def _check_norm_lines(
     norm_lines: Sequence[NormLine],
     service_codes: set[str],
     set_codes: set[str],
-    categories: set[StaffCategory],
+    categories: set[str],
 ) -> None:
     seen_items: dict[tuple[str, str, Component, str], int] = {}
     seen_overrides: dict[tuple[str, str, Override], int] = {}
@@ -426,7 +426,7 @@ def _check_norm_lines(
             if line.item_code not in {c.value for c in StaffCategory}:
                 message = f"NHAN_CONG item_code {line.item_code!r} must be BS, KTV or DD"
                 check.add(table, index, "item_code", message)
-            elif StaffCategory(line.item_code) not in categories:
+            elif line.item_code not in categories:
                 check.add(table, index, "item_code", f"no staff rate for {line.item_code}")
             if capacity_unit_of(line.unit) is not CapacityUnit.MINUTE:
                 check.add(table, index, "unit", "NHAN_CONG quantity must be in minutes (phút)")

@@ -260,6 +260,7 @@ TABLES: tuple[_Table, ...] = (
             _Column("effective_to", _date, None),
             _Column("basis", _text, "", True),
         ),
+        key="category",
     ),
     _Table(
         "equipment",
@@ -379,6 +380,7 @@ def _build(raw: Mapping[str, _RawTable], issues: list[CatalogueIssue]) -> Catalo
     assume_known: dict[str, set[str]] = {
         "services": set(parsed.failed_keys["services"]),
         "norm_sets": set(parsed.failed_keys["norm_sets"]),
+        "staff_rates": {k.upper() for k in parsed.failed_keys["staff_rates"]},
     }
     if "services" in parsed.unusable:
         assume_known["services"] |= {p.service_code for p in items["prices"]}
@@ -398,6 +400,8 @@ def _build(raw: Mapping[str, _RawTable], issues: list[CatalogueIssue]) -> Catalo
         )
     )
     if issues:
+        order = {table.name: index for index, table in enumerate(TABLES)}
+        issues.sort(key=lambda i: (order.get(i.table, -1), i.row or 0, i.column or ""))
         raise CatalogueError(issues)
     return Catalogue(
         norm_sets=items["norm_sets"],

@@ -6,8 +6,8 @@ Rounding rule (the only one in the subsystem)
     full cost, separately-billed total and margins are plain integer sums/differences of
     those rounded line amounts and integer prices. Derived rates (staff VND/minute,
     depreciation per use or minute = purchase / (life x yearly capacity)) are used exactly;
-    the ``unit_cost`` shown in a :class:`CostLine` is that rate rounded half-up to 4
-    decimals for display only.
+    the ``unit_cost`` shown in a :class:`CostLine` for depreciation is that rate rounded
+    half-up to 4 decimals, for display only (other unit costs are shown exactly).
 
 Quantities
     Norm quantities, except where the study shows the actual quantity: the CONTRAST_ML
@@ -259,7 +259,7 @@ def cost_study(
         if actual is None:
             continue
         quantity, source = actual
-        rate = _rate(catalogue, line, machine, on)
+        rate, shown_rate = _rate(catalogue, line, machine, on)
         lines.append(
             CostLine(
                 component=line.component,
@@ -268,7 +268,7 @@ def cost_study(
                 unit=line.unit,
                 norm_quantity=line.quantity,
                 quantity=quantity,
-                unit_cost=to_decimal(rate),
+                unit_cost=shown_rate,
                 amount=line_amount(quantity, rate),
                 billed_separately=line.billed_separately,
                 source=source,
@@ -313,13 +313,17 @@ def _rate(
     line: NormLine,
     machine: Equipment | None,
     on: date,
-) -> Fraction:
-    """Exact VND per unit of ``line`` on date ``on``."""
+) -> tuple[Fraction, Decimal]:
+    """Exact VND per unit of ``line`` on ``on``, and its display form.
+
+    The display form is the catalogue Decimal itself where there is one; only the
+    derived depreciation rate is shown rounded (4 decimals).
+    """
     if line.component is Component.NHAN_CONG:
         rate = catalogue.staff_rate_on(StaffCategory(line.item_code), on)
         if rate is None:
             raise CostingError(f"no staff rate in force for {line.item_code} on {on}")
-        return Fraction(rate.vnd_per_minute)
+        return Fraction(rate.vnd_per_minute), rate.vnd_per_minute
     if line.component is Component.KHAU_HAO:
         if machine is None:
             raise CostingError("depreciation (KHAU_HAO) needs the machine (MA_MAY)")
@@ -328,7 +332,8 @@ def _rate(
                 f"norm counts {line.item_code} depreciation in {line.unit!r} but machine "
                 f"{machine.ma_may} capacity is per {machine.capacity_unit}"
             )
-        return Fraction(machine.depreciation_per_unit)
+        exact = machine.depreciation_per_unit
+        return exact, to_decimal(exact)
     if line.unit_cost is None:  # excluded by catalogue validation
         raise CostingError(f"line {line.item_code} has no unit cost")
-    return Fraction(line.unit_cost)
+    return Fraction(line.unit_cost), line.unit_cost
