@@ -110,12 +110,23 @@ class ClaimContext:
     tyle_tt_bh: int = 100
 
 
+def _amount(quantity: Decimal, unit_price: Decimal | int, *percents: int) -> int:
+    """round_vnd(quantity x unit_price x each percent/100), with an exact integer fast path."""
+    integral = quantity == quantity.to_integral_value() and isinstance(unit_price, int)
+    if integral and all(p == 100 for p in percents):
+        return int(quantity) * int(unit_price)
+    exact = Fraction(quantity) * Fraction(unit_price)
+    for percent in percents:
+        exact *= Fraction(percent, 100)
+    return round_vnd(exact)
+
+
 def xml3_rows(record: CostRecord, context: ClaimContext) -> list[dict[str, str]]:
     """The XML3 row of the study's service (STT empty)."""
-    quantity = Fraction(context.so_luong)
-    thanh_tien_bv = round_vnd(quantity * record.price_bv)
-    rate = Fraction(context.tyle_tt_dv, 100) * Fraction(context.tyle_tt_bh, 100)
-    thanh_tien_bh = round_vnd(quantity * record.price_bh * rate)
+    thanh_tien_bv = _amount(context.so_luong, record.price_bv)
+    thanh_tien_bh = _amount(
+        context.so_luong, record.price_bh, context.tyle_tt_dv, context.tyle_tt_bh
+    )
     return [
         {
             "MA_LK": context.ma_lk,
@@ -153,9 +164,7 @@ def xml2_rows(record: CostRecord, context: ClaimContext) -> list[dict[str, str]]
             continue
         if line.quantity == 0:
             continue
-        amount_bh = round_vnd(
-            Fraction(line.quantity) * Fraction(line.unit_cost) * Fraction(context.tyle_tt_bh, 100)
-        )
+        amount_bh = _amount(line.quantity, line.unit_cost, context.tyle_tt_bh)
         rows.append(
             {
                 "MA_LK": context.ma_lk,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Generic, Protocol, TextIO, TypeVar
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 from xml.sax.saxutils import escape
 
 from openpyxl import Workbook
@@ -39,7 +39,9 @@ from pricing_norms.reports import AggregateRow, CostRow
 __all__ = [
     "COST_ROW_COLUMNS",
     "VND_FORMAT",
+    "ByteSink",
     "Column",
+    "TextSink",
     "aggregate_columns",
     "write_csv",
     "write_xlsx",
@@ -47,6 +49,19 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class ByteSink(Protocol):
+    """Anything with ``write(bytes)``: a file opened "wb", BytesIO, a socket writer..."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+class TextSink(Protocol):
+    """Anything with ``write(str)``: a file opened "w" (newline=""), StringIO..."""
+
+    def write(self, text: str, /) -> object: ...
+
 
 VND_FORMAT = "#,##0"
 DATE_FORMAT = "yyyy-mm-dd"
@@ -132,7 +147,7 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def write_csv(rows: Iterable[T], columns: Sequence[Column[T]], out: TextIO) -> int:
+def write_csv(rows: Iterable[T], columns: Sequence[Column[T]], out: TextSink) -> int:
     """Stream ``rows`` as CSV (header first) to a text stream; returns the row count.
 
     Open files with ``newline=""``; use ``encoding="utf-8-sig"`` for Excel.
@@ -188,7 +203,12 @@ def write_xlsx(
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
+_XML_SPECIAL = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _xml_text(value: str) -> str:
+    if _XML_SPECIAL.search(value) is None:  # fast path: nothing to escape or strip
+        return value
     return escape(_XML_ILLEGAL.sub("", value))
 
 
@@ -201,7 +221,7 @@ class _XmlTable:
     """Streams one 130/QD-BYT table: root / list / row elements, STT per MA_LK."""
 
     def __init__(
-        self, out: IO[bytes], root: str, list_tag: str, row_tag: str, columns: Sequence[str]
+        self, out: ByteSink, root: str, list_tag: str, row_tag: str, columns: Sequence[str]
     ) -> None:
         self._out = out
         self._root, self._list_tag, self._row_tag = root, list_tag, row_tag
@@ -235,8 +255,8 @@ class _XmlTable:
 
 def write_xml130(
     entries: Iterable[tuple[CostRecord, ClaimContext]],
-    xml3_out: BinaryIO,
-    xml2_out: BinaryIO,
+    xml3_out: ByteSink,
+    xml2_out: ByteSink,
     *,
     note: str | None = None,
 ) -> tuple[int, int]:
