@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,18 +37,40 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
+            # No SQLite busy handler: it sleeps up to 100 ms between retries, which
+            # stalls receivers in other processes. BEGIN IMMEDIATE retries below.
+            cur.execute("PRAGMA busy_timeout=0")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             # Take the write lock at the start: no deadlocks from lock upgrades.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(conn.connection.dbapi_connection)
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+SQLITE_LOCK_WAIT_S = 60.0
+
+
+def _begin_immediate(dbapi_conn: Any) -> None:
+    """BEGIN IMMEDIATE, retrying with sub-millisecond sleeps while another writer holds it."""
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+    delay = 0.0002
+    while True:
+        try:
+            dbapi_conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
 
 
 class Database:
@@ -54,6 +79,9 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time and its busy handler sleeps for milliseconds
+        # between retries: threads of one process queue on a lock instead.
+        self._write_lock: threading.Lock | None = threading.Lock() if is_sqlite(engine) else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -68,7 +96,11 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        with self.sessions() as session, session.begin():
+        if self._write_lock is None:
+            with self.sessions() as session, session.begin():
+                yield session
+            return
+        with self._write_lock, self.sessions() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

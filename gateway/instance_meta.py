@@ -6,32 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 
+from gateway.dicom_header import WANTED, read_header
 from gateway.identifiers import InvalidIdentifier, validate_uid
-
-_TAGS = [
-    "SpecificCharacterSet",
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "StudyDate",
-    "StudyTime",
-    "StudyDescription",
-    "Modality",
-    "SeriesNumber",
-    "SeriesDescription",
-    "BodyPartExamined",
-    "StationName",
-    "InstanceNumber",
-]
 
 
 class InvalidDataset(Exception):
@@ -67,13 +44,6 @@ class InstanceMeta:
     instance_number: str = ""
 
 
-def _text(ds: object, keyword: str, limit: int = 64) -> str:
-    value = getattr(ds, keyword, None)
-    if value is None:
-        return ""
-    return str(value).strip()[:limit]
-
-
 def read_instance_meta(
     path: Path, *, expected_sop_class: str, expected_sop_instance: str
 ) -> InstanceMeta:
@@ -82,20 +52,41 @@ def read_instance_meta(
     Raises :class:`InvalidDataset` when the file cannot be parsed, lacks a UID, carries
     an invalid UID, or does not match the SOP class/instance named in the request.
     """
+    fast = read_header(path)
+    if fast is not None:
+        return _from_values(fast[0], fast[1], expected_sop_class, expected_sop_instance)
     try:
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS)
-    except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError) as exc:
-        raise InvalidDataset(f"dataset cannot be parsed: {type(exc).__name__}") from None
+        ds = dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise InvalidDataset(f"dataset cannot be parsed: {type(exc).__name__}") from None
     try:
-        transfer_syntax = validate_uid(str(ds.file_meta.TransferSyntaxUID), "transfer syntax")
+        transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
+        values = {}
+        for keyword in WANTED.values():
+            element = ds.get(keyword)
+            values[keyword] = "" if element is None else str(element)
+    except Exception as exc:  # a value that cannot be decoded
+        raise InvalidDataset(f"dataset attribute cannot be decoded: {type(exc).__name__}") from None
+    return _from_values(transfer_syntax, values, expected_sop_class, expected_sop_instance)
+
+
+def _from_values(
+    transfer_syntax: str,
+    values: dict[str, str],
+    expected_sop_class: str,
+    expected_sop_instance: str,
+) -> InstanceMeta:
+    def text(keyword: str, limit: int = 64) -> str:
+        return values.get(keyword, "").strip()[:limit]
+
+    try:
+        transfer_syntax = validate_uid(transfer_syntax, "transfer syntax")
         uids = {}
         for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-            raw = getattr(ds, keyword, None)
-            if raw is None or not str(raw).strip():
+            raw = values.get(keyword, "").strip()
+            if not raw:
                 raise InvalidDataset(f"dataset lacks {keyword}")
-            uids[keyword] = validate_uid(str(raw), keyword)
+            uids[keyword] = validate_uid(raw, keyword)
         if uids["SOPClassUID"] != expected_sop_class.rstrip("\x00 "):
             raise InvalidDataset(
                 "SOP Class UID of the dataset differs from the request", mismatch=True
@@ -104,31 +95,27 @@ def read_instance_meta(
             raise InvalidDataset(
                 "SOP Instance UID of the dataset differs from the request", mismatch=True
             )
-        return InstanceMeta(
-            sop_class_uid=uids["SOPClassUID"],
-            sop_instance_uid=uids["SOPInstanceUID"],
-            study_uid=uids["StudyInstanceUID"],
-            series_uid=uids["SeriesInstanceUID"],
-            transfer_syntax=transfer_syntax,
-            patient_id=_text(ds, "PatientID"),
-            issuer=_text(ds, "IssuerOfPatientID"),
-            patient_name=_text(ds, "PatientName", 324),
-            birth_date=_text(ds, "PatientBirthDate", 8),
-            sex=_text(ds, "PatientSex", 16),
-            accession_number=_text(ds, "AccessionNumber"),
-            study_date=_text(ds, "StudyDate", 8),
-            study_time=_text(ds, "StudyTime", 16),
-            study_description=_text(ds, "StudyDescription", 256),
-            modality=_text(ds, "Modality", 16),
-            series_number=_text(ds, "SeriesNumber", 12),
-            series_description=_text(ds, "SeriesDescription", 256),
-            body_part=_text(ds, "BodyPartExamined"),
-            station_name=_text(ds, "StationName"),
-            instance_number=_text(ds, "InstanceNumber", 12),
-        )
     except InvalidIdentifier as exc:
         raise InvalidDataset(str(exc)) from None
-    except InvalidDataset:
-        raise
-    except Exception as exc:  # a value that cannot be decoded
-        raise InvalidDataset(f"dataset attribute cannot be decoded: {type(exc).__name__}") from None
+    return InstanceMeta(
+        sop_class_uid=uids["SOPClassUID"],
+        sop_instance_uid=uids["SOPInstanceUID"],
+        study_uid=uids["StudyInstanceUID"],
+        series_uid=uids["SeriesInstanceUID"],
+        transfer_syntax=transfer_syntax,
+        patient_id=text("PatientID"),
+        issuer=text("IssuerOfPatientID"),
+        patient_name=text("PatientName", 324),
+        birth_date=text("PatientBirthDate", 8),
+        sex=text("PatientSex", 16),
+        accession_number=text("AccessionNumber"),
+        study_date=text("StudyDate", 8),
+        study_time=text("StudyTime", 16),
+        study_description=text("StudyDescription", 256),
+        modality=text("Modality", 16),
+        series_number=text("SeriesNumber", 12),
+        series_description=text("SeriesDescription", 256),
+        body_part=text("BodyPartExamined"),
+        station_name=text("StationName"),
+        instance_number=text("InstanceNumber", 12),
+    )

@@ -10,9 +10,11 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
@@ -67,6 +69,9 @@ class Receiver:
         self.store = store
         self.hooks = list(hooks or [])
         self.min_free_bytes = min_free_bytes
+        # series uid -> (series pk, study pk): later instances of a series skip the
+        # patient/study/series upserts (the receive path is CPU-bound).
+        self._series_cache: dict[str, tuple[int, int]] = {}
 
     def receive(
         self, tmp_path: Path, *, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
@@ -82,24 +87,39 @@ class Receiver:
             return ReceiveResult(outcome, exc.reason)
         try:
             size = tmp_path.stat().st_size
-            with self.db.session() as session:
+            # Read-only duplicate check and file placement happen outside the write
+            # transaction, so fsyncs of concurrent associations do not queue on the lock.
+            with self.db.sessions() as session:
                 existing = session.scalar(
                     select(Instance.id).where(Instance.sop_instance_uid == meta.sop_instance_uid)
                 )
-                if existing is not None:
-                    session.execute(
-                        update(Instance)
-                        .where(Instance.id == existing)
-                        .values(duplicates=Instance.duplicates + 1, last_duplicate_at=utcnow())
+            if existing is not None:
+                return self._duplicate(existing, tmp_path, calling_ae)
+            relative = self.store.place(tmp_path, meta)
+            try:
+                with self.db.session() as session:
+                    pk, study_pk = self._index(session, meta, relative, size, calling_ae)
+                    stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
+                    for hook in self.hooks:
+                        hook(session, stored)
+            except IntegrityError:
+                # The same instance indexed meanwhile by a concurrent association,
+                # or a cached series that was removed meanwhile.
+                self._series_cache.clear()
+                with self.db.sessions() as session:
+                    existing = session.scalar(
+                        select(Instance.id).where(
+                            Instance.sop_instance_uid == meta.sop_instance_uid
+                        )
                     )
-                    self.store.discard(tmp_path)
-                    log.info("duplicate SOP instance received from %s; kept the first", calling_ae)
-                    return ReceiveResult(Outcome.DUPLICATE, "duplicate", existing)
-                relative = self.store.place(tmp_path, meta)
-                pk, study_pk = _index(session, meta, relative, size, calling_ae)
-                stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
-                for hook in self.hooks:
-                    hook(session, stored)
+                if existing is None:
+                    with self.db.session() as session:
+                        pk, study_pk = self._index(session, meta, relative, size, calling_ae)
+                        stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
+                        for hook in self.hooks:
+                            hook(session, stored)
+                    return ReceiveResult(Outcome.STORED, "", pk)
+                return self._duplicate(existing, None, calling_ae)
             return ReceiveResult(Outcome.STORED, "", pk)
         except OSError as exc:
             self.store.discard(tmp_path)
@@ -110,11 +130,58 @@ class Receiver:
             log.exception("C-STORE could not be indexed")
             return ReceiveResult(Outcome.ERROR, f"indexing failed: {type(exc).__name__}")
 
+    def _duplicate(self, instance_pk: int, tmp_path: Path | None, calling_ae: str) -> ReceiveResult:
+        """Keep the first copy; count and log the repeat."""
+        with self.db.session() as session:
+            session.execute(
+                update(Instance)
+                .where(Instance.id == instance_pk)
+                .values(duplicates=Instance.duplicates + 1, last_duplicate_at=utcnow())
+            )
+        if tmp_path is not None:
+            self.store.discard(tmp_path)
+        log.info("duplicate SOP instance received from %s; kept the first", calling_ae)
+        return ReceiveResult(Outcome.DUPLICATE, "duplicate", instance_pk)
 
-def _index(
-    session: Session, meta: InstanceMeta, relative: str, size: int, calling_ae: str
+    def _index(
+        self, session: Session, meta: InstanceMeta, relative: str, size: int, calling_ae: str
+    ) -> tuple[int, int]:
+        cached = self._series_cache.get(meta.series_uid)
+        now = utcnow()
+        if cached is None:
+            series_pk, study_pk = _upsert_series(session, meta, calling_ae, now)
+            if len(self._series_cache) > 10000:
+                self._series_cache.clear()
+            self._series_cache[meta.series_uid] = (series_pk, study_pk)
+        else:
+            series_pk, study_pk = cached
+            session.execute(
+                update(Study)
+                .where(Study.id == study_pk)
+                .values(last_received_at=now, state=StudyState.RECEIVING)
+            )
+        instance_pk = session.execute(
+            insert_for(session, Instance.__table__)
+            .values(
+                sop_instance_uid=meta.sop_instance_uid,
+                series_pk=series_pk,
+                sop_class_uid=meta.sop_class_uid,
+                transfer_syntax=meta.transfer_syntax,
+                instance_number=meta.instance_number,
+                path=relative,
+                size=size,
+                calling_ae=calling_ae,
+                received_at=now,
+                duplicates=0,
+            )
+            .returning(Instance.__table__.c.id)
+        ).scalar_one()
+        return int(instance_pk), study_pk
+
+
+def _upsert_series(
+    session: Session, meta: InstanceMeta, calling_ae: str, now: datetime
 ) -> tuple[int, int]:
-    now = utcnow()
     patient_pk = session.execute(
         insert_for(session, Patient.__table__)
         .values(
@@ -165,20 +232,4 @@ def _index(
         .on_conflict_do_update(index_elements=["series_uid"], set_={"modality": meta.modality})
         .returning(Series.__table__.c.id)
     ).scalar_one()
-    instance_pk = session.execute(
-        insert_for(session, Instance.__table__)
-        .values(
-            sop_instance_uid=meta.sop_instance_uid,
-            series_pk=series_pk,
-            sop_class_uid=meta.sop_class_uid,
-            transfer_syntax=meta.transfer_syntax,
-            instance_number=meta.instance_number,
-            path=relative,
-            size=size,
-            calling_ae=calling_ae,
-            received_at=now,
-            duplicates=0,
-        )
-        .returning(Instance.__table__.c.id)
-    ).scalar_one()
-    return int(instance_pk), int(study_pk)
+    return int(series_pk), int(study_pk)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.identifiers import validate_uid
@@ -53,19 +54,21 @@ class InstanceStore:
         self._known_dirs.add(directory)
 
     def place(self, tmp_path: Path, meta: InstanceMeta) -> str:
-        """Make a received temp file durable at its final place; return its relative path."""
+        """Make a received temp file durable at its final place; return its relative path.
+
+        The file is renamed first, then its data and its directory entry are fsynced at
+        the same time (the file system journals both in one commit); the caller indexes
+        and acknowledges only after both are durable. A crash in between leaves an
+        unindexed, unacknowledged file that a re-send replaces.
+        """
         relative = self.relative_path(meta.study_uid, meta.series_uid, meta.sop_instance_uid)
         target = self.absolute(relative)
         self._ensure_dir(target.parent)
-        if self.fsync:
-            fd = os.open(tmp_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
         os.replace(tmp_path, target)
         if self.fsync:
-            _fsync_dir(target.parent)
+            directory_synced = _SYNC_POOL.submit(_fsync_path, target.parent)
+            _fsync_path(target)
+            directory_synced.result()
         return relative
 
     def discard(self, tmp_path: Path) -> None:
@@ -90,12 +93,19 @@ class InstanceStore:
         return shutil.disk_usage(self.root).free
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+_SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    _fsync_path(directory)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,0 +1,90 @@
+"""Shared benchmark helpers: servers on loopback, storescu runs, RSS sampling, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+STORESCU_ENV = dict(os.environ, TCP_NODELAY="1")
+
+
+def storescu_send(port: int, files: Sequence[Path], aec: str, parallel: int = 1) -> float:
+    """Send ``files`` with ``parallel`` storescu processes; returns seconds."""
+    chunks = [list(files[i::parallel]) for i in range(parallel)]
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            ["storescu", "-aet", "STORESCU", "-aec", aec, "--max-send-pdu", "131072",
+             "127.0.0.1", str(port), *map(str, chunk)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=STORESCU_ENV,
+        )
+        for chunk in chunks
+    ]
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode != 0 or b"Store Failed" in err:
+            raise RuntimeError(f"storescu failed: {err.decode()[-500:]}")
+    return time.perf_counter() - start
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                pids += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1024
+
+
+class RssSampler:
+    """Samples a process tree's RSS in the background and keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss_mb(self.pid))
+            time.sleep(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def emit(record: dict[str, object]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"port {port} not open")

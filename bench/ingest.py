@@ -1,0 +1,123 @@
+"""Ingest benchmark: a 500-instance 512x512 CT study sent by storescu to dcmtk storescp,
+to Orthanc and to the gateway (durable path on), with one and with four associations.
+
+Prints one JSON line: instances/s and MB/s for each receiver and the gateway's peak RSS.
+Usage: .venv/bin/python -m bench.ingest [--instances N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import RssSampler, emit, storescu_send, wait_port
+from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from tests.support.ctgen import make_ct_study
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.net import free_port
+
+
+def _measure(port: int, aec: str, one: list[Path], four: list[Path]) -> dict[str, float]:
+    mb1 = sum(p.stat().st_size for p in one) / 1e6
+    mb4 = sum(p.stat().st_size for p in four) / 1e6
+    t1 = storescu_send(port, one, aec, 1)
+    t4 = storescu_send(port, four, aec, 4)
+    return {
+        "ips": len(one) / t1,
+        "mbs": mb1 / t1,
+        "ips_4": len(four) / t4,
+        "mbs_4": mb4 / t4,
+    }
+
+
+def _gateway(
+    args: argparse.Namespace,
+    work: Path,
+    studies: dict[str, tuple[list[Path], list[Path]]],
+    result: dict[str, object],
+) -> None:
+    extra: dict[str, object] = {
+        "dicom": {"processes": args.processes},
+        "log": {"level": "WARNING"},
+        "worker": {"poll_interval_s": float(os.environ.get("BENCH_POLL", "1.0"))},
+    }
+    if args.no_fsync:
+        extra["store"] = {"fsync": False}
+        extra["database"] = {"sqlite_synchronous": "NORMAL"}
+    gw = GatewayProcess(work / "gateway", f"sqlite:///{work / 'gateway' / 'risgate.db'}", extra)
+    gw.start()
+    try:
+        assert gw.process is not None
+        with RssSampler(gw.process.pid) as rss:
+            r = _measure(gw.dicom_port, "RISGATE", *studies["gateway"])
+        result.update({f"gateway_{k}": round(v, 1) for k, v in r.items()})
+        result["gateway_rss_mb"] = round(rss.peak, 1)
+        result["gateway_processes"] = args.processes
+    finally:
+        gw.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--instances", type=int, default=500)
+    parser.add_argument("--processes", type=int, default=2, help="gateway receiver processes")
+    parser.add_argument(
+        "--only-gateway", action="store_true", help="skip the references (profiling only)"
+    )
+    parser.add_argument("--no-fsync", action="store_true", help="durability off (profiling only)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="risgate-bench-"))
+    result: dict[str, object] = {"bench": "ingest", "instances": args.instances}
+
+    # A distinct study per receiver and run, so nobody is sent duplicates.
+    studies = {
+        name: (
+            make_ct_study(work / f"{name}1", args.instances, accession=f"{name}1")[1],
+            make_ct_study(work / f"{name}4", args.instances, accession=f"{name}4")[1],
+        )
+        for name in (("gateway",) if args.only_gateway else ("storescp", "orthanc", "gateway"))
+    }
+
+    if args.only_gateway:
+        _gateway(args, work, studies, result)
+        emit(result)
+        return
+    port = free_port()
+    (work / "scp").mkdir()
+    scp = subprocess.Popen(
+        ["storescp", "--fork", "-aet", "STORESCP", "--max-pdu", "131072",
+         "-od", str(work / "scp"), str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        wait_port(port)
+        r = _measure(port, "STORESCP", *studies["storescp"])
+        result.update({f"storescp_{k}": round(v, 1) for k, v in r.items()})
+    finally:
+        scp.terminate()
+        scp.wait()
+
+    orthanc = LocalOrthanc(
+        OrthancConfig(work_dir=work / "orthanc", http_port=free_port(), dicom_port=free_port())
+    )
+    orthanc.start()
+    try:
+        r = _measure(orthanc.config.dicom_port, "ORTHANC", *studies["orthanc"])
+        result.update({f"orthanc_{k}": round(v, 1) for k, v in r.items()})
+    finally:
+        orthanc.stop()
+
+    _gateway(args, work, studies, result)
+    result["ratio_1"] = round(float(result["gateway_ips"]) / float(result["orthanc_ips"]), 2)  # type: ignore[arg-type]
+    result["ratio_4"] = round(float(result["gateway_ips_4"]) / float(result["orthanc_ips_4"]), 2)  # type: ignore[arg-type]
+    emit(result)
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
