@@ -19,9 +19,21 @@ def storescu_send(port: int, files: Sequence[Path], aec: str, parallel: int = 1)
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["storescu", "-aet", "STORESCU", "-aec", aec, "--max-send-pdu", "131072",
-             "127.0.0.1", str(port), *map(str, chunk)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=STORESCU_ENV,
+            [
+                "storescu",
+                "-aet",
+                "STORESCU",
+                "-aec",
+                aec,
+                "--max-send-pdu",
+                "131072",
+                "127.0.0.1",
+                str(port),
+                *map(str, chunk),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=STORESCU_ENV,
         )
         for chunk in chunks
     ]

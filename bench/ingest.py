@@ -89,9 +89,19 @@ def main() -> None:
     port = free_port()
     (work / "scp").mkdir()
     scp = subprocess.Popen(
-        ["storescp", "--fork", "-aet", "STORESCP", "--max-pdu", "131072",
-         "-od", str(work / "scp"), str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "storescp",
+            "--fork",
+            "-aet",
+            "STORESCP",
+            "--max-pdu",
+            "131072",
+            "-od",
+            str(work / "scp"),
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
     )
     try:

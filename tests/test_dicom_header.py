@@ -18,8 +18,11 @@ TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent
 
 def _pydicom_values(path: Path) -> dict[str, str]:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return {k: str(ds[k].value if k != "PatientName" else ds.PatientName).strip()
-            for k in WANTED.values() if k in ds and ds[k].value is not None and str(ds[k].value) != ""}
+    return {
+        k: str(ds[k].value if k != "PatientName" else ds.PatientName).strip()
+        for k in WANTED.values()
+        if k in ds and ds[k].value is not None and str(ds[k].value) != ""
+    }
 
 
 def _fast(path: Path) -> dict[str, str] | None:
@@ -63,7 +66,11 @@ def test_big_endian_falls_back() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_garbage_never_raises(data: bytes) -> None:
-    for blob in (data, b"\0" * 128 + b"DICM" + data, b"\0" * 128 + b"DICM\x02\x00\x00\x00UL" + data):
+    for blob in (
+        data,
+        b"\0" * 128 + b"DICM" + data,
+        b"\0" * 128 + b"DICM\x02\x00\x00\x00UL" + data,
+    ):
         result = parse_header(blob)
         assert result is None or isinstance(result[1], dict)
 
