@@ -17,7 +17,7 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the database schema up to ``revision`` (idempotent)."""
     cfg = alembic_config()
     with engine.begin() as conn:

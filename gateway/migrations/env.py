@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from gateway.models import Base
+from gateway.all_models import models
+
+Base = models.Base
 
 config = context.config
 connection = config.attributes.get("connection")

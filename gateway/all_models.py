@@ -1,0 +1,3 @@
+"""Every ORM model module, imported so ``Base.metadata`` knows all tables (migrations)."""
+
+from gateway import models  # noqa: F401
