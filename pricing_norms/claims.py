@@ -3,8 +3,10 @@
 XML3 (technical services) gets one row per costed study with the columns listed in
 ``docs/domain.md``. Separately billed drugs of the norm (the contrast agent, THUOC
 lines with ``billed_separately``) become XML2 (drug) rows carrying the service's
-MA_DICH_VU. Rows are ``dict[str, str]`` of already formatted values; STT is left empty
-and numbered by the writer (:func:`pricing_norms.exporters.write_xml130`).
+MA_DICH_VU. Separately billed consumables (VAT_TU lines) are not exported yet
+(no example needs them; XML3 supply rows would need MA_VAT_TU/TEN_VAT_TU). Rows are
+``dict[str, str]`` of already formatted values; STT is left empty and numbered by the
+writer (:func:`pricing_norms.exporters.write_xml130`).
 
 Formulas (money rounded half-up to the dong, see :mod:`pricing_norms.money`):
 ``THANH_TIEN_BV = SO_LUONG x DON_GIA_BV``;
