@@ -98,6 +98,42 @@ def migrate(obj: Context) -> None:
     click.echo("database is at the latest schema")
 
 
+@main.group()
+def hl7() -> None:
+    """HL7 interface: manual replay of messages."""
+
+
+@hl7.command("send")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--host", default=None, help="MLLP host (default: hl7.host).")
+@click.option("--port", type=int, default=None, help="MLLP port (default: hl7.port).")
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.pass_obj
+def hl7_send(obj: Context, file: str, host: str | None, port: int | None, timeout: float) -> None:
+    """Send the HL7 message in FILE over MLLP and print the ACK (exit 1 unless AA)."""
+    import asyncio
+    from pathlib import Path
+
+    from hl7.errors import HL7Error
+    from hl7.mllp_client import send
+    from hl7.parse import parse
+
+    raw = Path(file).read_bytes().replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    settings = obj.settings
+    ack = asyncio.run(
+        send(
+            host or settings.hl7.host, port or settings.hl7.port, raw.strip(b"\r") + b"\r", timeout
+        )
+    )
+    click.echo(ack.decode("utf-8", errors="replace").replace("\r", "\n").strip())
+    try:
+        msa = parse(ack, versions=None).segment("MSA")
+    except HL7Error:
+        msa = None
+    if msa is None or msa.get(1) not in ("AA", "CA"):
+        sys.exit(1)
+
+
 @main.command("check-config")
 @click.pass_obj
 def check_config(obj: Context) -> None:

@@ -18,9 +18,14 @@ def install_extensions(service: Service) -> None:
 
 def dicom_services(service: Service) -> list[ServiceSpec]:
     """Extra DIMSE services (worklist, MPPS, storage commitment) for the DICOM node."""
-    return []
+    from dicom_nodes.mpps import MppsSCP
+    from dicom_nodes.worklist import WorklistSCP
+
+    return [WorklistSCP(service.db, service.settings).spec(), MppsSCP(service.db).spec()]
 
 
 def start_hl7(service: Service) -> Callable[[], None]:
     """Start the MLLP listener; returns its stop function."""
-    return lambda: None
+    from gateway.hl7_listener import HL7Listener
+
+    return HL7Listener(service.db, service.settings).start()

@@ -62,6 +62,14 @@ class HL7Settings(_Section):
     allowed_sources: list[str] = Field(default_factory=list)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     idle_timeout_s: float = Field(default=300.0, gt=0)
+    retention_days: float = Field(default=90.0, gt=0)
+    default_charset: str = "utf-8"
+    fallback_charset: str = "latin-1"
+
+
+class WorklistSettings(_Section):
+    max_results: int = Field(default=500, ge=1, le=100_000)
+    modality_from_calling_ae: bool = True
 
 
 class HTTPSettings(_Section):
@@ -105,6 +113,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     hl7: HL7Settings = Field(default_factory=HL7Settings)
+    worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     http: HTTPSettings = Field(default_factory=HTTPSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from gateway.api import studies
+from gateway.api import hl7_messages, orders, studies
 from gateway.service import Service
 
 
@@ -24,4 +24,6 @@ def create_app(service: Service) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(studies.router)
+    app.include_router(orders.router)
+    app.include_router(hl7_messages.router)
     return app

@@ -1,0 +1,256 @@
+"""The MLLP role: every message is stored raw, with its effects and its ACK, before the ACK.
+
+One transaction holds the message row (raw bytes, ACK) and the orders/patient changes, so
+an AA is sent only once both are committed. An application error rolls the changes back
+and stores the message with its AE; a message that cannot be stored gets an AE and no
+row. A repeated MSH-10 from the same sender (MSH-3 + MSH-4) is answered with the ACK
+stored the first time and changes nothing. Logs name message types and outcomes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.db import Database
+from gateway.models import utcnow
+from gateway.orders.models import HL7MessageRow, MessageStatus
+from gateway.orders.persist import Context, apply, stations_by_modality
+from gateway.settings import Settings
+from hl7.errors import APPLICATION_INTERNAL_ERROR, HL7Error
+from hl7.inbound import Inbound, receive
+from hl7.message import Message
+from hl7.mllp_server import MLLPServer
+from hl7.parse import parse_header
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_S = 3600.0
+_STATUS = {"AA": MessageStatus.PROCESSED, "AE": MessageStatus.ERROR, "AR": MessageStatus.REJECTED}
+
+
+def dedup_key(msg: Message | None) -> str | None:
+    """``sender|facility|control id`` of a message with MSH-10, else None."""
+    if msg is None or not msg.control_id:
+        return None
+    return f"{msg.sending_application}|{msg.sending_facility}|{msg.control_id}"[:400]
+
+
+class HL7Handler:
+    """Store-then-ACK for one message at a time (thread-safe; called from a thread pool)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        peers = [(p.ae_title, p.modality) for p in settings.dicom.peers]
+        self.stations = stations_by_modality(peers)
+
+    def handle(self, raw: bytes, peer: str) -> bytes:
+        cfg = self.settings.hl7
+        inbound = receive(
+            raw,
+            default_charset=cfg.default_charset,
+            fallback_charset=cfg.fallback_charset or None,
+        )
+        header = inbound.message or parse_header(raw)
+        key = dedup_key(header)
+        try:
+            if inbound.accepted:
+                ack = self._store_accepted(inbound, header, key, peer)
+            else:
+                assert inbound.error is not None
+                ack = self._store_refused(inbound, header, key, peer, inbound.error)
+        except _Duplicate as dup:
+            log.info("repeated HL7 message: stored ACK sent again")
+            return dup.ack
+        except Exception as exc:
+            log.error("HL7 message could not be stored (%s): AE sent", type(exc).__name__)
+            error = HL7Error(
+                "AE", "message could not be stored", hl7_code=APPLICATION_INTERNAL_ERROR
+            )
+            return inbound.ack("AE", error=error)
+        return ack
+
+    def _row(
+        self, inbound: Inbound, header: Message | None, key: str | None, peer: str, ack: bytes
+    ) -> HL7MessageRow:
+        code = _ack_code(ack)
+        return HL7MessageRow(
+            dedup_key=key,
+            sender=(f"{header.sending_application}|{header.sending_facility}" if header else "")[
+                :200
+            ],
+            control_id=(header.control_id if header else "")[:200],
+            message_type=(f"{header.message_type}^{header.trigger_event}" if header else "")[:16],
+            peer=peer[:64],
+            raw=inbound.raw,
+            ack=ack,
+            ack_code=code,
+            status=_STATUS.get(code, MessageStatus.ERROR),
+            error=str(inbound.error) if inbound.error and code != "AA" else "",
+            repeats=0,
+            received_at=utcnow(),
+        )
+
+    def _store_accepted(
+        self, inbound: Inbound, header: Message | None, key: str | None, peer: str
+    ) -> bytes:
+        assert inbound.result is not None
+        ack = inbound.ack()
+        try:
+            with self.db.session() as session:
+                row = self._row(inbound, header, key, peer, ack)
+                session.add(row)
+                session.flush()
+                apply(session, inbound.result, Context(self.stations, row.id))
+        except IntegrityError:
+            self._raise_if_duplicate(key)
+            raise
+        except HL7Error as err:
+            log.info("HL7 %s refused with %s: %s", _type(header), err.code, err.location)
+            return self._store_refused(inbound, header, key, peer, err)
+        log.debug("HL7 %s stored and applied", _type(header))
+        return ack
+
+    def _store_refused(
+        self,
+        inbound: Inbound,
+        header: Message | None,
+        key: str | None,
+        peer: str,
+        error: HL7Error,
+    ) -> bytes:
+        ack = inbound.ack(error=error)
+        try:
+            with self.db.session() as session:
+                row = self._row(inbound, header, key, peer, ack)
+                row.error = str(error)[:2000]
+                session.add(row)
+        except IntegrityError:
+            self._raise_if_duplicate(key)
+            raise
+        return ack
+
+    def _raise_if_duplicate(self, key: str | None) -> None:
+        if key is None:
+            return
+        with self.db.session() as session:
+            found = session.execute(
+                select(HL7MessageRow.id, HL7MessageRow.ack).where(HL7MessageRow.dedup_key == key)
+            ).first()
+            if found is None:
+                return
+            session.execute(
+                update(HL7MessageRow)
+                .where(HL7MessageRow.id == found.id)
+                .values(repeats=HL7MessageRow.repeats + 1)
+            )
+        raise _Duplicate(bytes(found.ack))
+
+    def purge(self) -> int:
+        """Delete messages older than ``hl7.retention_days``; returns how many."""
+        cutoff = utcnow() - timedelta(days=self.settings.hl7.retention_days)
+        with self.db.session() as session:
+            result = session.execute(
+                delete(HL7MessageRow).where(HL7MessageRow.received_at < cutoff)
+            )
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.info("purged %d HL7 messages past retention", count)
+        return count
+
+
+class _Duplicate(Exception):
+    def __init__(self, ack: bytes) -> None:
+        super().__init__("duplicate")
+        self.ack = ack
+
+
+def _ack_code(ack: bytes) -> str:
+    start = ack.find(b"MSA")
+    return ack[start + 4 : start + 6].decode("ascii", "replace") if start >= 0 else "AE"
+
+
+def _type(header: Message | None) -> str:
+    return f"{header.message_type}^{header.trigger_event}" if header is not None else "(no MSH)"
+
+
+class HL7Listener:
+    """Runs :class:`hl7.mllp_server.MLLPServer` in its own asyncio thread."""
+
+    def __init__(self, db: Database, settings: Settings, workers: int = 4) -> None:
+        self.handler = HL7Handler(db, settings)
+        self.settings = settings
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hl7")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: MLLPServer | None = None
+        self._stopped: asyncio.Event | None = None
+
+    async def _handle(self, raw: bytes, peer: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.handler.handle, raw, peer)
+
+    async def _purge_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self._pool, self.handler.purge)
+            except Exception as exc:
+                log.error("HL7 message purge failed (%s)", type(exc).__name__)
+            await asyncio.sleep(PURGE_INTERVAL_S)
+
+    async def _main(self, started: threading.Event, failure: list[BaseException]) -> None:
+        cfg = self.settings.hl7
+        self._server = MLLPServer(
+            cfg.host,
+            cfg.port,
+            self._handle,
+            allowed_sources=cfg.allowed_sources,
+            max_message_bytes=cfg.max_message_bytes,
+            idle_timeout_s=cfg.idle_timeout_s,
+        )
+        self._stopped = asyncio.Event()
+        try:
+            await self._server.start()
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        purge = asyncio.create_task(self._purge_loop())
+        await self._stopped.wait()
+        purge.cancel()
+        await self._server.stop()
+
+    def start(self) -> Callable[[], None]:
+        """Bind and serve in a background thread; returns the stop function."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+        loop = self._loop
+
+        def run() -> None:
+            loop.run_until_complete(self._main(started, failure))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="hl7-listener", daemon=True)
+        self._thread.start()
+        started.wait(30)
+        if failure:
+            raise failure[0]
+        return self.stop
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
