@@ -134,6 +134,56 @@ def hl7_send(obj: Context, file: str, host: str | None, port: int | None, timeou
         sys.exit(1)
 
 
+@main.group()
+def norms() -> None:
+    """Cost norm catalogue: import (all-or-nothing) and export."""
+
+
+@norms.command("import")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option("--example", is_flag=True, help="Import the bundled ILLUSTRATIVE example.")
+@click.option("--user", default=None, help="Who imports (default: the login name).")
+@click.pass_obj
+def norms_import(obj: Context, path: str | None, example: bool, user: str | None) -> None:
+    """Import a catalogue: a directory of CSV files, an .xlsx workbook or a .zip of CSVs."""
+    from gateway.costing.cli import import_catalogue
+
+    sys.exit(import_catalogue(obj.settings, path, example=example, user=user))
+
+
+@norms.command("export")
+@click.argument("target", type=click.Path())
+@click.pass_obj
+def norms_export(obj: Context, target: str) -> None:
+    """Export the catalogue in use to a directory of CSV files or to FILE.xlsx."""
+    from gateway.costing.cli import export_catalogue
+
+    sys.exit(export_catalogue(obj.settings, target))
+
+
+@main.group()
+def report() -> None:
+    """Billing reports."""
+
+
+@report.command("export")
+@click.option("--from", "date_from", required=True, help="First study date, YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True, help="Last study date, YYYY-MM-DD.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xlsx", "xml3", "json"]), default="csv"
+)
+@click.option("--group-by", default=None, help="Comma-separated: department, modality...")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
+@click.pass_obj
+def report_export(
+    obj: Context, date_from: str, date_to: str, fmt: str, group_by: str | None, out: str
+) -> None:
+    """Export the cost report of a period (latest revision per study), with progress."""
+    from gateway.costing.cli import export_report
+
+    sys.exit(export_report(obj.settings, date_from, date_to, fmt, group_by, out))
+
+
 @main.command("check-config")
 @click.pass_obj
 def check_config(obj: Context) -> None:

@@ -14,6 +14,9 @@ from gateway.service import Service
 
 def install_extensions(service: Service) -> None:
     """Register job handlers and receive hooks on ``service``."""
+    from gateway.costing import jobs as costing_jobs
+
+    costing_jobs.install(service)
 
 
 def dicom_services(service: Service) -> list[ServiceSpec]:

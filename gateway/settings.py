@@ -92,6 +92,32 @@ class StudySettings(_Section):
     stable_after_s: float = Field(default=30.0, gt=0)
 
 
+class CostingRule(_Section):
+    """A study -> service rule (see ``pricing_norms.mapping.MappingRule``)."""
+
+    rule_id: str
+    service_code: str = Field(pattern=r"^[0-9]{2}\.[0-9]{4}\.[0-9]{4}$")
+    modality: str
+    priority: int = 100
+    body_parts: list[str] | None = None
+    contrast: bool | None = None
+    min_instances: int | None = Field(default=None, ge=0)
+    max_instances: int | None = Field(default=None, ge=0)
+
+
+class CostingSettings(_Section):
+    """Study -> service / machine mapping and per-department film policy for costing."""
+
+    procedure_map: dict[str, str] = Field(default_factory=dict)
+    rules: list[CostingRule] = Field(default_factory=list)
+    machine_by_station: dict[str, str] = Field(default_factory=dict)
+    machine_by_serial: dict[str, str] = Field(default_factory=dict)
+    use_example_mapping: bool = False
+    default_department: str = Field(default="", max_length=64)
+    filmless_departments: list[str] = Field(default_factory=list)
+    filmless_default: bool = False
+
+
 class WorkerSettings(_Section):
     poll_interval_s: float = Field(default=1.0, gt=0)
 
@@ -119,6 +145,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     studies: StudySettings = Field(default_factory=StudySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    costing: CostingSettings = Field(default_factory=CostingSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

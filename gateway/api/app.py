@@ -24,6 +24,10 @@ def create_app(service: Service) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(studies.router)
+    from gateway.api import costs, norms, reports
+
+    for costing_routes in (norms, costs, reports):
+        app.include_router(costing_routes.router)
     app.include_router(orders.router)
     app.include_router(hl7_messages.router)
     return app

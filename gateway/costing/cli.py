@@ -1,0 +1,131 @@
+"""The bodies of ``risgate norms import|export`` and ``risgate report export``.
+
+Each returns the process exit code: 0 done, 1 rejected input (errors printed), 2 usage.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import click
+
+from gateway.costing.catalogue_store import (
+    UploadedFile,
+    checksum,
+    load_current,
+    parse_files,
+    read_path,
+    store_catalogue,
+)
+from gateway.costing.jobs import requeue_uncosted
+from gateway.costing.reports import (
+    ReportError,
+    ReportQuery,
+    count_rows,
+    parse_day,
+    parse_group_by,
+    write_report,
+)
+from gateway.db import Database
+from gateway.migrate import upgrade
+from gateway.settings import Settings
+from pricing_norms.catalogue import CatalogueError
+from pricing_norms.catalogue_io import export_csv_dir, export_xlsx
+from pricing_norms.example import EXAMPLE_DATA_DIR
+
+
+def _database(settings: Settings) -> Database:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.from_settings(settings)
+    upgrade(db.engine)
+    return db
+
+
+def import_catalogue(
+    settings: Settings, path: str | None, *, example: bool, user: str | None
+) -> int:
+    if example == (path is not None):
+        click.echo("give a PATH or --example (not both)", err=True)
+        return 2
+    source = EXAMPLE_DATA_DIR if example else Path(str(path))
+    files: list[UploadedFile] = read_path(source)
+    try:
+        catalogue = parse_files(files)
+    except CatalogueError as exc:
+        click.echo(f"rejected, nothing imported: {exc}", err=True)
+        return 1
+    name = "example (pricing_norms/data)" if example else source.name
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            imp = store_catalogue(
+                session,
+                catalogue,
+                file_name=name,
+                digest=checksum(files),
+                imported_by=user or getpass.getuser(),
+            )
+            requeued = requeue_uncosted(session)
+    finally:
+        db.dispose()
+    counts = ", ".join(f"{k} {len(v)}" for k, v in catalogue.tables().items())
+    click.echo(f"imported catalogue #{imp.id} from {name}: {counts}")
+    if catalogue.illustrative_note:
+        click.echo(catalogue.illustrative_note)
+    if requeued:
+        click.echo(f"{requeued} uncosted studies queued for costing")
+    return 0
+
+
+def export_catalogue(settings: Settings, target: str) -> int:
+    db = _database(settings)
+    try:
+        with db.sessions() as session:
+            current = load_current(session)
+    finally:
+        db.dispose()
+    if current is None:
+        click.echo("no catalogue imported yet", err=True)
+        return 1
+    imp, catalogue = current
+    out = Path(target)
+    if out.suffix.lower() == ".xlsx":
+        export_xlsx(catalogue, out)
+    else:
+        export_csv_dir(catalogue, out)
+    click.echo(f"catalogue #{imp.id} written to {out}")
+    return 0
+
+
+def export_report(
+    settings: Settings, date_from: str, date_to: str, fmt: str, group_by: str | None, out: str
+) -> int:
+    try:
+        query = ReportQuery(
+            parse_day(date_from, "--from"), parse_day(date_to, "--to"), parse_group_by(group_by)
+        )
+        query.check(fmt)
+    except ReportError as exc:
+        click.echo(str(exc), err=True)
+        return 2
+    db = _database(settings)
+    target = Path(out)
+    xml2_path = target.with_name(target.stem + "_XML2.xml") if fmt == "xml3" else None
+    try:
+        total = count_rows(db, query)
+        with (
+            click.progressbar(length=total, label=f"{fmt} export", show_pos=True) as bar,
+            target.open("wb") as handle,
+        ):
+            if xml2_path is not None:
+                with xml2_path.open("wb") as xml2:
+                    rows = write_report(db, query, fmt, handle, xml2_out=xml2, progress=bar.update)
+            else:
+                rows = write_report(db, query, fmt, handle, progress=bar.update)
+    finally:
+        db.dispose()
+    click.echo(f"{rows} rows written to {target}")
+    if xml2_path is not None:
+        click.echo(f"contrast agents (XML2) written to {xml2_path}")
+    return 0

@@ -1,0 +1,159 @@
+"""Cost records on SQLite and PostgreSQL: study.stable -> cost job -> revision 1 matching
+the hand-computed figure to the dong; idempotent re-run; recost -> revision 2 keeping 1;
+a norm change inside the period; unmapped studies listed, not dropped.
+
+Hand computation, CT abdomen-pelvis with contrast (18.0220.0041) on CT01 (6,000 VND per
+machine-minute), ILLUSTRATIVE norm DM-MINHHOA-CT-2024 (until 2025-06-30):
+  VAT_TU   2 films x 30,000 + kit 150,000 + cannula 10,000 + 2 x gloves 3,000 = 226,000
+  NHAN_CONG KTV 20 x 591.65 = 11,833; DD 10 x 518.52 = 5,185.2 -> 5,185;
+            BS 15 x 737.90 = 11,068.5 -> 11,069 (half-up)               =  28,087
+  KHAU_HAO 15 min x 6,000 = 90,000; NANG_LUONG 3 kWh x 3,000 = 9,000; CNTT 15,000
+  full cost 368,087; contrast 100 ml x 4,500 = 450,000 billed separately (not in cost);
+  margin BH = 663,400 - 368,087 = 295,313.
+DM-MINHHOA-CT-2025 (from 2025-07-01): 1 film (VAT_TU 196,000), BS 20 min (14,758), so
+NHAN_CONG 31,776 and full cost 341,776.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from gateway import events
+from gateway.costing import jobs as costing_jobs
+from gateway.costing.models import CostRecordDocument, CostRecordRow, UncostedStudy
+from gateway.costing.recording import Mappers, record_cost
+from gateway.db import Database
+from gateway.models import Job, Study
+from gateway.studies import mark_stable
+from gateway.worker import Worker
+from pricing_norms.costing import CostRecord
+from tests.test_costing_support import (
+    CT_2024_FULL_COST,
+    CT_2025_FULL_COST,
+    add_study,
+    import_example,
+    make_service,
+)
+
+
+def _records(database: Database, uid: str) -> list[CostRecordRow]:
+    with database.session() as session:
+        return list(
+            session.scalars(
+                select(CostRecordRow)
+                .where(CostRecordRow.study_uid == uid)
+                .order_by(CostRecordRow.revision)
+            )
+        )
+
+
+def _run_cost_jobs(service) -> None:
+    costing_jobs.install(service)
+    try:
+        with service.db.session() as session:
+            mark_stable(session, 0.0)
+        Worker(service).run_once()
+    finally:
+        events.unsubscribe(events.STUDY_STABLE, costing_jobs.JOB_KIND)
+
+
+def test_stable_study_gets_hand_computed_cost(database: Database, tmp_path: Path) -> None:
+    service = make_service(database, tmp_path)
+    service.job_handlers.clear()
+    import_example(database)
+    uid = add_study(database, study_date="20250310")
+    _run_cost_jobs(service)
+
+    [rec] = _records(database, uid)
+    assert rec.revision == 1
+    assert (rec.service_code, rec.machine_code, rec.norm_set_code) == (
+        "18.0220.0041", "CT01", "DM-MINHHOA-CT-2024",
+    )  # fmt: skip
+    assert (rec.vat_tu, rec.nhan_cong, rec.khau_hao, rec.nang_luong, rec.cntt) == (
+        226_000, 28_087, 90_000, 9_000, 15_000,
+    )  # fmt: skip
+    assert rec.thuoc == 0 and rec.separately_billed == 450_000
+    assert rec.full_cost == CT_2024_FULL_COST
+    assert (rec.price_bh, rec.margin_bh) == (663_400, 295_313)
+    assert rec.norm_illustrative is True
+    assert rec.created_by == "system:worker" and rec.reason == "study stable"
+    with database.session() as session:
+        doc = session.get(CostRecordDocument, rec.id)
+        job = session.scalar(select(Job).where(Job.kind == "cost", Job.ref == uid))
+    assert doc is not None and job is not None and job.state == "DONE"
+    record = CostRecord.from_dict(json.loads(doc.record_json))
+    assert record.full_cost == CT_2024_FULL_COST
+    assert record.to_json() == doc.record_json
+
+
+def test_rerun_is_idempotent_and_recost_adds_revision(database: Database, tmp_path: Path) -> None:
+    service = make_service(database, tmp_path)
+    import_example(database)
+    uid = add_study(database)
+    mappers = Mappers.from_settings(service.settings.costing)
+    for _ in range(2):  # the job seen twice adds nothing the second time
+        with database.session() as session:
+            study = session.scalar(select(Study).where(Study.study_uid == uid))
+            outcome = record_cost(session, study, mappers, reason="study stable", created_by="w")
+    assert not outcome.created
+    assert [r.revision for r in _records(database, uid)] == [1]
+
+    with database.session() as session:
+        study = session.scalar(select(Study).where(Study.study_uid == uid))
+        outcome = record_cost(
+            session, study, mappers, reason="wrong machine", created_by="billing", force=True
+        )
+    assert outcome.created
+    first, second = _records(database, uid)
+    assert (first.revision, second.revision) == (1, 2)
+    assert first.reason == "study stable" and second.reason == "wrong machine"
+    assert second.created_by == "billing"
+    assert first.full_cost == second.full_cost == CT_2024_FULL_COST
+
+
+def test_norm_change_mid_period(database: Database, tmp_path: Path) -> None:
+    service = make_service(database, tmp_path)
+    import_example(database)
+    before = add_study(database, study_date="20250630")
+    after = add_study(database, study_date="20250701")
+    _run_cost_jobs(service)
+    [b] = _records(database, before)
+    [a] = _records(database, after)
+    assert (b.norm_set_code, b.full_cost) == ("DM-MINHHOA-CT-2024", CT_2024_FULL_COST)
+    assert (a.norm_set_code, a.full_cost) == ("DM-MINHHOA-CT-2025", CT_2025_FULL_COST)
+    assert (a.vat_tu, a.nhan_cong) == (196_000, 31_776)
+
+
+def test_unmapped_listed_then_costed_after_fix(database: Database, tmp_path: Path) -> None:
+    service = make_service(database, tmp_path, rules=[])
+    uid_nocat = add_study(database, modality="CT", body_part="ABDOMEN")
+    _run_cost_jobs(service)  # no catalogue yet
+    with database.session() as session:
+        row = session.scalar(select(UncostedStudy).where(UncostedStudy.study_uid == uid_nocat))
+    assert row is not None and row.kind == "NO_CATALOGUE"
+
+    import_example(database)
+    uid = add_study(database, modality="XA", body_part="HEART")
+    _run_cost_jobs(service)
+    with database.session() as session:
+        row = session.scalar(select(UncostedStudy).where(UncostedStudy.study_uid == uid))
+        assert session.scalar(select(func.count(CostRecordRow.id))) == 0
+    assert row is not None and row.kind == "UNMAPPED_SERVICE"
+    assert "no procedure code" in row.detail and json.loads(row.facts_json)["modality"] == "XA"
+
+    # billing staff add a mapping: the recost resolves the entry
+    fixed = Mappers.from_settings(
+        make_service(database, tmp_path, procedure_map={}, rules=[
+            {"rule_id": "xa", "service_code": "18.0149.0040", "modality": "XA"}
+        ], machine_by_station={"CT_32": "CT01"}).settings.costing
+    )  # fmt: skip
+    with database.session() as session:
+        study = session.scalar(select(Study).where(Study.study_uid == uid))
+        outcome = record_cost(session, study, fixed, reason="mapping added", created_by="b")
+        row = session.scalar(select(UncostedStudy).where(UncostedStudy.study_uid == uid))
+    assert outcome.created and outcome.record is not None
+    assert outcome.record.service_code == "18.0149.0040"
+    assert row is not None and row.resolved_at is not None
