@@ -194,6 +194,11 @@ class HL7Listener:
         self._server: MLLPServer | None = None
         self._stopped: asyncio.Event | None = None
 
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured with port 0)."""
+        return self._server.port if self._server is not None else self.settings.hl7.port
+
     async def _handle(self, raw: bytes, peer: str) -> bytes:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.handler.handle, raw, peer)

@@ -177,13 +177,14 @@ def get_order(accession: str, session: Annotated[Session, Depends(get_session)])
     )
     if order is None:
         raise HTTPException(404, "order not found")
-    step_ids = dict(
-        session.execute(
+    step_ids: dict[int, str] = {
+        pk: step_id
+        for pk, step_id in session.execute(
             select(ScheduledStep.id, ScheduledStep.step_id)
             .join(RequestedProcedure, ScheduledStep.rp_pk == RequestedProcedure.id)
             .where(RequestedProcedure.order_pk == order.id)
-        ).tuples()
-    )
+        )
+    }
     history = [
         HistoryOut(
             status=h.status,

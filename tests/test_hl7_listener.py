@@ -1,0 +1,219 @@
+"""The MLLP role over real sockets, on SQLite and PostgreSQL: store-then-ACK, AE/AR for
+broken messages with nothing half-stored, repeated MSH-10, a store failure answered AE,
+random mutations (hypothesis), and an order surviving a SIGKILL right after its ACK.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text
+
+from gateway.db import Database
+from gateway.hl7_listener import HL7Handler, HL7Listener
+from gateway.orders.models import HL7MessageRow, Order, OrderPatient, ScheduledStep
+from gateway.settings import Settings
+from hl7.mllp import FrameDecoder, encode_frame
+from tests.fixtures.orders.helpers import ack_code, findscu, orm, send_all
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hl7"
+TODAY = date.today().strftime("%Y%m%d")
+VALID = orm(
+    "V1", patient_id="PV1", name="NGUYỄN^VĂN AN", placer="PLV1", accession="AV1",
+    start=f"{TODAY}080000",
+)  # fmt: skip
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, hl7={"port": 0}, log={"level": "WARNING"})
+
+
+@pytest.fixture
+def listener(database: Database, tmp_path: Path) -> Iterator[HL7Listener]:
+    lst = HL7Listener(database, _settings(tmp_path))
+    lst.start()
+    yield lst
+    lst.stop()
+
+
+class Client:
+    """A blocking MLLP client on one connection."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.decoder = FrameDecoder()
+        self.pending: list[bytes] = []
+
+    def send(self, payload: bytes) -> bytes:
+        self.sock.sendall(encode_frame(payload))
+        while not self.pending:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed")
+            self.pending.extend(self.decoder.feed(data))
+        return self.pending.pop(0)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _counts(db: Database) -> tuple[int, int, int]:
+    with db.sessions() as s:
+        return (
+            s.scalar(select(func.count(OrderPatient.id))) or 0,
+            s.scalar(select(func.count(Order.id))) or 0,
+            s.scalar(select(func.count(ScheduledStep.id))) or 0,
+        )
+
+
+def _messages(db: Database) -> list[HL7MessageRow]:
+    with db.sessions() as s:
+        return list(s.scalars(select(HL7MessageRow).order_by(HL7MessageRow.id)))
+
+
+def _broken() -> dict[str, tuple[bytes, str]]:
+    ok = VALID.decode()
+    procedure = "|18.0149.0040^CT sọ não không tiêm thuốc cản quang^BYT|"
+    start = f"TQ1|1||||||{TODAY}080000"
+    return {
+        "no MSH": (ok.split("\r", 1)[1].encode(), "AR"),
+        "wrong field separator": (ok.replace("MSH|", "MSH\x01", 1).encode(), "AR"),
+        "truncated message": (VALID[: VALID.index(b"ORC|") + 6], "AE"),
+        "unknown event": (ok.replace("ORM^O01^ORM_O01", "ORM^O99").encode(), "AR"),
+        "unknown type": (ok.replace("ORM^O01^ORM_O01", "ZZZ^Z01").encode(), "AR"),
+        "missing OBR-4": (ok.replace(procedure, "||").encode(), "AE"),
+        "invalid date": (ok.replace(start, "TQ1|1||||||2026-13-45").encode(), "AE"),
+        "invalid birth date": (ok.replace("19850704", "19851304").encode(), "AE"),
+        "unknown order cancelled": (
+            orm("B9", patient_id="PX", name="A^B", placer="NOPE", accession="X", start=TODAY,
+                control="CA"),
+            "AE",
+        ),
+    }  # fmt: skip
+
+
+@pytest.mark.integration
+def test_broken_messages_refused_nothing_half_stored(
+    database: Database, listener: HL7Listener
+) -> None:
+    client = Client(listener.port)
+    try:
+        for name, (payload, expected) in _broken().items():
+            payload = payload.replace(b"|V1|", f"|{name[:10]}|".encode())
+            ack = client.send(payload)
+            assert ack_code(ack) == expected, name
+            assert _counts(database) == (0, 0, 0), name
+        rows = _messages(database)
+        assert len(rows) == len(_broken())
+        assert {r.status for r in rows} == {"ERROR", "REJECTED"}
+        assert all(r.ack_code in ("AE", "AR") and r.raw for r in rows)
+        # ERR names the faulty field, e.g. OBR-4 for the missing procedure.
+        missing_obr4 = next(r for r in rows if r.control_id.startswith("missing OB"))
+        assert b"ERR|" in missing_obr4.ack and b"OBR^1^4" in missing_obr4.ack
+        # The listener is still up, on the same connection: a valid order is accepted.
+        assert ack_code(client.send(VALID)) == "AA"
+        assert _counts(database) == (1, 1, 1)
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+def test_truncated_frame_and_repeated_control_id(database: Database, listener: HL7Listener) -> None:
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
+        sock.sendall(b"\x0b" + VALID[:80])  # no end block, then the peer goes away
+    client = Client(listener.port)
+    try:
+        first = client.send(VALID)
+        again = client.send(VALID)
+        assert ack_code(first) == "AA" and again == first
+    finally:
+        client.close()
+    rows = _messages(database)
+    assert len(rows) == 1 and rows[0].repeats == 1 and rows[0].raw == VALID
+    assert _counts(database) == (1, 1, 1)
+
+
+@pytest.mark.integration
+def test_store_failure_is_ae_and_nothing_stored(database: Database, tmp_path: Path) -> None:
+    handler = HL7Handler(database, _settings(tmp_path))
+    with database.session() as s:
+        s.execute(text("DROP TABLE order_status_history"))
+        s.execute(text("DROP TABLE hl7_messages"))
+    ack = handler.handle(VALID, "127.0.0.1")
+    assert ack_code(ack) == "AE"
+    assert b"could not be stored" in ack
+    assert _counts(database) == (0, 0, 0)
+
+
+_BASES = [
+    VALID,
+    (FIXTURES / "omi_o23_v251.hl7").read_bytes(),
+    (FIXTURES / "adt_a40.hl7").read_bytes(),
+    (FIXTURES / "orm_o01_custom_delims.hl7").read_bytes(),
+]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(_BASES)))
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        kind = draw(st.sampled_from(["replace", "delete", "insert", "cut"]))
+        byte = draw(st.sampled_from(b"|^~\\&\r\nMSH0123456789AZ \xc3\xa9\xff"))
+        if kind == "replace" and data:
+            data[pos] = byte
+        elif kind == "delete" and data:
+            del data[pos]
+        elif kind == "insert":
+            data.insert(pos, byte)
+        else:
+            del data[pos:]
+    return bytes(data).replace(b"\x0b", b"").replace(b"\x1c", b"")
+
+
+@pytest.mark.integration
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(payload=_mutated())
+def test_random_mutations_ack_and_atomicity(
+    database: Database, listener: HL7Listener, payload: bytes
+) -> None:
+    payload = payload.replace(b"MSG0", uuid.uuid4().hex[:6].encode(), 1)
+    before = _counts(database)
+    n_before = len(_messages(database))
+    client = Client(listener.port)
+    try:
+        ack = client.send(payload)
+        code = ack_code(ack)
+        assert code in ("AA", "AE", "AR")
+        if code != "AA":
+            assert _counts(database) == before
+        rows = _messages(database)
+        assert len(rows) in (n_before, n_before + 1)  # stored once (or a repeat)
+        # Still up: a valid message is answered on the same connection.
+        probe = VALID.replace(b"|V1|", f"|{uuid.uuid4().hex[:10]}|".encode())
+        assert ack_code(client.send(probe)) == "AA"
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+def test_order_survives_sigkill_after_ack(gateway_factory: type, tmp_path: Path) -> None:
+    gw = gateway_factory.make()
+    gw.start()
+    acks = send_all(gw.hl7_port, [VALID])
+    assert ack_code(acks[0]) == "AA"
+    gw.kill()  # SIGKILL right after the ACK
+    gw.start()
+    items = findscu(gw.dicom_port, tmp_path / "rsp", {"AccessionNumber": "AV1"})
+    assert [str(i.PatientName) for i in items] == ["NGUYỄN^VĂN AN"]
