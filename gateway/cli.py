@@ -169,9 +169,7 @@ def report() -> None:
 @report.command("export")
 @click.option("--from", "date_from", required=True, help="First study date, YYYY-MM-DD.")
 @click.option("--to", "date_to", required=True, help="Last study date, YYYY-MM-DD.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["csv", "xlsx", "xml3", "json"]), default="csv"
-)
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx", "xml3", "json"]), default="csv")
 @click.option("--group-by", default=None, help="Comma-separated: department, modality...")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
 @click.pass_obj

@@ -253,8 +253,8 @@ def _write_json(
     rows: Iterator[Any], columns: Sequence[Column[Any]], out: BinaryIO, note: str | None
 ) -> int:
     head: dict[str, Any] = {"illustrative_note": note, "rows": []}
-    prefix = json.dumps(head, ensure_ascii=False)[:-2]  # '{..., "rows": ' + '['
-    out.write(prefix.encode() + b"[")
+    prefix = json.dumps(head, ensure_ascii=False)[:-2]  # drop "]}": ends in "rows": [
+    out.write(prefix.encode())
     count = 0
     for row in rows:
         item = {col.header: _json_value(col.value(row)) for col in columns}
