@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections.abc import Callable
 
 from pynetdicom import AE
 
@@ -54,11 +55,30 @@ class AssociationPolicy:
 
 
 class PolicyAE(AE):
-    """An AE whose calling-AE allow-list is evaluated per association and peer host."""
+    """An AE whose calling-AE allow-list is evaluated per association and peer host,
+    and which refuses new associations (local limit exceeded) while ``is_full()``."""
 
-    def __init__(self, ae_title: str, policy: AssociationPolicy) -> None:
+    def __init__(
+        self,
+        ae_title: str,
+        policy: AssociationPolicy,
+        is_full: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__(ae_title)
         self.policy = policy
+        self.is_full = is_full
+        self._max_associations = 16
+
+    @property
+    def maximum_associations(self) -> int:
+        if self.is_full():
+            log.error("instance store above its high-water mark: association refused")
+            return 0  # pynetdicom then rejects with "local limit exceeded" (transient)
+        return self._max_associations
+
+    @maximum_associations.setter
+    def maximum_associations(self, value: int) -> None:
+        self._max_associations = value
 
     @property
     def require_calling_aet(self) -> list[str]:

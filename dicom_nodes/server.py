@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 
 from pynetdicom import _config, evt
 from pynetdicom.presentation import PresentationContext
@@ -28,8 +29,12 @@ def _accept_any_uid(value: str) -> tuple[bool, str]:
     return True, ""
 
 
-def build_ae(settings: DicomSettings, extra: list[ServiceSpec] | None = None) -> PolicyAE:
-    ae = PolicyAE(settings.ae_title, AssociationPolicy(settings))
+def build_ae(
+    settings: DicomSettings,
+    extra: list[ServiceSpec] | None = None,
+    is_full: Callable[[], bool] = lambda: False,
+) -> PolicyAE:
+    ae = PolicyAE(settings.ae_title, AssociationPolicy(settings), is_full)
     ae.maximum_pdu_size = settings.max_pdu
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = settings.require_called_ae
@@ -57,7 +62,7 @@ def start_dicom_server(
     _config.VALIDATORS["UI"] = _accept_any_uid
     # Chunked datasets land in the store's tmp dir: same file system as the final place.
     tempfile.tempdir = str(receiver.store.tmp_dir)
-    ae = build_ae(settings, extra)
+    ae = build_ae(settings, extra, receiver.disk_full)
     storage = StorageSCP(receiver)
     handlers: list[tuple[object, object]] = [
         (evt.EVT_C_ECHO, handle_echo),

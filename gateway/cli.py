@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 
 import click
@@ -67,15 +68,27 @@ def dev(obj: Context, orthanc_http_port: int, orthanc_dicom_port: int) -> None:
     from gateway.runner import serve as run
 
     settings = obj.settings
+    password = secrets.token_urlsafe(16)
     orthanc = LocalOrthanc(
         OrthancConfig(
             work_dir=(settings.data_dir / "orthanc").resolve(),
             http_port=orthanc_http_port,
             dicom_port=orthanc_dicom_port,
+            password=password,
+            dicom_peers={"RISGATE": ["RISGATE", "127.0.0.1", settings.dicom.port]},
         )
     )
+    for dest in settings.forward.destinations:
+        if dest.url == orthanc.config.url and dest.password is None:
+            dest.password = password  # the local Orthanc's one-off password
     orthanc.start()
-    click.echo(f"Orthanc: {orthanc.config.url} (user risgate), DICOM port {orthanc_dicom_port}")
+    pw_file = orthanc.config.work_dir / "password"
+    pw_file.write_text(password + "\n")
+    pw_file.chmod(0o600)
+    click.echo(
+        f"Orthanc: {orthanc.config.url} (user risgate, password in {pw_file}), "
+        f"DICOM port {orthanc_dicom_port}"
+    )
     click.echo(
         f"Gateway: DICOM {settings.dicom.ae_title}@{settings.dicom.host}:{settings.dicom.port}, "
         f"HTTP http://{settings.http.host}:{settings.http.port}/docs"
@@ -96,6 +109,41 @@ def migrate(obj: Context) -> None:
     db = Database.from_settings(obj.settings)
     upgrade(db.engine)
     click.echo("database is at the latest schema")
+
+
+@main.group()
+def forward() -> None:
+    """Forwarding queue: status and retry of dead jobs."""
+
+
+@forward.command("status")
+@click.pass_obj
+def forward_status(obj: Context) -> None:
+    """Job counts by kind and state, and the dead jobs with their last error."""
+    from gateway.api.queue import status
+    from gateway.db import Database
+
+    db = Database.from_settings(obj.settings)
+    with db.sessions() as session:
+        result = status(session)
+    for kind, counts in sorted(result.counts.items()):
+        click.echo(f"{kind:10} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    for job in result.dead:
+        click.echo(f"DEAD #{job.id} {job.kind} {job.destination} ref={job.ref}: {job.last_error}")
+
+
+@forward.command("retry")
+@click.option("--id", "ids", multiple=True, type=int, help="Dead job id (repeatable); default all.")
+@click.pass_obj
+def forward_retry(obj: Context, ids: tuple[int, ...]) -> None:
+    """Put dead jobs back in the queue."""
+    from gateway.api.queue import retry_dead
+    from gateway.db import Database
+
+    db = Database.from_settings(obj.settings)
+    with db.session() as session:
+        n = retry_dead(session, list(ids), None)
+    click.echo(f"{n} jobs put back in the queue")
 
 
 @main.group()

@@ -17,6 +17,30 @@ def install_extensions(service: Service) -> None:
     from gateway.costing import jobs as costing_jobs
 
     costing_jobs.install(service)
+    from gateway import forward, verify
+
+    service.receiver.hooks.append(forward.enqueue_hook(service.settings))
+    verify.install(service)
+
+
+def start_forwarding(service: Service) -> Callable[[], None]:
+    """Start one forward sender per destination; returns their stop function."""
+    from gateway.db import is_sqlite
+    from gateway.forward import ForwardWorker, release_stale_claims
+
+    if is_sqlite(service.db.engine):
+        # On SQLite one process owns the workers: claims left by a killed run end now.
+        with service.db.session() as session:
+            release_stale_claims(session)
+    workers = [ForwardWorker(service, d) for d in service.settings.forward.destinations]
+    for w in workers:
+        w.start()
+
+    def stop() -> None:
+        for w in workers:
+            w.stop()
+
+    return stop
 
 
 def dicom_services(service: Service) -> list[ServiceSpec]:

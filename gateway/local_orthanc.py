@@ -29,7 +29,7 @@ class OrthancConfig:
     dicom_port: int = 4242
     aet: str = "ORTHANC"
     username: str = "risgate"
-    password: str = "risgate"  # noqa: S105 - loopback development default
+    password: str = "risgate"  # noqa: S105 - tests and benchmarks; `risgate dev` makes one
     dicom_peers: dict[str, list[object]] = field(default_factory=dict)
     max_pdu: int = 131072
     plugins: list[str] = field(default_factory=list)

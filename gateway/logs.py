@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,6 +21,11 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
+            # Where it failed, without the exception's message (it may hold patient data).
+            frames = traceback.extract_tb(record.exc_info[2])[-6:]
+            entry["exc_where"] = " < ".join(
+                f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(frames)
+            )
         return json.dumps(entry, ensure_ascii=False)
 
 

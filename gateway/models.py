@@ -70,6 +70,7 @@ class Study(Base):
     first_received_at: Mapped[datetime] = mapped_column(DateTime())
     last_received_at: Mapped[datetime] = mapped_column(DateTime())
     stable_at: Mapped[datetime | None] = mapped_column(DateTime(), nullable=True)
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(), nullable=True)
 
     patient: Mapped[Patient] = relationship()
     series: Mapped[list[Series]] = relationship(back_populates="study")
@@ -126,3 +127,27 @@ class Job(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime())
     updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class ForwardState:
+    PENDING = "PENDING"  # instances still queued for this destination
+    SENT = "SENT"  # all sent; the destination cannot be verified (plain DICOM node)
+    VERIFIED = "VERIFIED"  # the destination holds every instance
+    INCOMPLETE = "INCOMPLETE"  # verification found missing instances: re-queued
+
+
+class StudyForward(Base):
+    """Per study and destination: where forwarding stands, as last verified."""
+
+    __tablename__ = "study_forwards"
+    __table_args__ = (UniqueConstraint("study_pk", "destination", name="uq_study_forward"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_pk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=ForwardState.PENDING)
+    expected: Mapped[int] = mapped_column(Integer, default=0)
+    found: Mapped[int] = mapped_column(Integer, default=0)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(), nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")

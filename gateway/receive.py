@@ -63,12 +63,12 @@ class Receiver:
         store: InstanceStore,
         *,
         hooks: list[InstanceHook] | None = None,
-        min_free_bytes: int = 0,
+        high_water_percent: float = 100.0,
     ) -> None:
         self.db = db
         self.store = store
         self.hooks = list(hooks or [])
-        self.min_free_bytes = min_free_bytes
+        self.high_water_percent = high_water_percent
         # series uid -> (series pk, study pk): later instances of a series skip the
         # patient/study/series upserts (the receive path is CPU-bound).
         self._series_cache: dict[str, tuple[int, int]] = {}
@@ -76,6 +76,10 @@ class Receiver:
     def receive(
         self, tmp_path: Path, *, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
     ) -> ReceiveResult:
+        if self.disk_full():
+            self.store.discard(tmp_path)
+            log.error("instance store above its high-water mark: C-STORE refused")
+            return ReceiveResult(Outcome.OUT_OF_RESOURCES, "gateway storage is full")
         try:
             meta = read_instance_meta(
                 tmp_path, expected_sop_class=sop_class_uid, expected_sop_instance=sop_instance_uid
@@ -129,6 +133,9 @@ class Receiver:
             self.store.discard(tmp_path)
             log.exception("C-STORE could not be indexed")
             return ReceiveResult(Outcome.ERROR, f"indexing failed: {type(exc).__name__}")
+
+    def disk_full(self) -> bool:
+        return self.store.used_percent() >= self.high_water_percent
 
     def _duplicate(self, instance_pk: int, tmp_path: Path | None, calling_ae: str) -> ReceiveResult:
         """Keep the first copy; count and log the repeat."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from gateway.extensions import dicom_services, install_extensions
+from gateway.extensions import dicom_services, install_extensions, start_forwarding
 from gateway.logs import setup_logging
 from gateway.procutil import die_with_parent, install_stop_handlers
 from gateway.service import Service
@@ -72,6 +72,7 @@ def serve(settings: Settings, roles: list[str]) -> None:
         worker = Worker(service)
         worker.start()
         stoppers.append(worker.stop)
+        stoppers.append(start_forwarding(service))
 
     try:
         if "api" in roles:

@@ -11,8 +11,11 @@ from gateway.receive import InstanceHook, Receiver
 from gateway.settings import Settings
 from gateway.store import InstanceStore
 
-# A job handler gets the service and a batch of claimed job ids of its kind.
+# A job handler gets the service and a batch of claimed job ids of its kind; it must
+# finish, fail or release each of them (gateway.jobs).
 JobHandler = Callable[["Service", list[int]], None]
+# A periodic task runs on every worker pass; returns how much work it did.
+PeriodicTask = Callable[["Service"], int]
 
 
 @dataclass
@@ -22,6 +25,7 @@ class Service:
     store: InstanceStore
     receiver: Receiver
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
+    periodic: list[PeriodicTask] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> Service:
@@ -31,7 +35,9 @@ class Service:
             upgrade(db.engine)
         store = InstanceStore(settings.store_path, fsync=settings.store.fsync)
         hooks: list[InstanceHook] = []
-        receiver = Receiver(db, store, hooks=hooks)
+        receiver = Receiver(
+            db, store, hooks=hooks, high_water_percent=settings.forward.disk_high_water_percent
+        )
         return cls(settings, db, store, receiver)
 
     def close(self) -> None:

@@ -92,6 +92,50 @@ class StudySettings(_Section):
     stable_after_s: float = Field(default=30.0, gt=0)
 
 
+class DestinationSettings(_Section):
+    """A PACS or DICOM node that studies are forwarded to."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    protocol: str = Field(default="dicom", pattern="^(dicom|rest)$")
+    host: str = "127.0.0.1"
+    port: int = Field(default=4242, ge=1, le=65535)
+    ae_title: str = "ORTHANC"
+    url: str | None = "http://127.0.0.1:8042"
+    username: str | None = "risgate"
+    # Secrets: prefer password_file or RISGATE_FORWARD__... environment; none by default.
+    password: str | None = None
+    password_file: Path | None = None
+    calling_aes: list[str] = Field(default_factory=list)
+    modalities: list[str] = Field(default_factory=list)
+    sop_classes: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    _ae = field_validator("ae_title")(validate_ae_title)
+
+    def secret(self) -> str | None:
+        """The password, read from ``password_file`` when one is given."""
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password
+
+
+def _default_destinations() -> list[DestinationSettings]:
+    return [DestinationSettings(name="orthanc")]
+
+
+class ForwardSettings(_Section):
+    destinations: list[DestinationSettings] = Field(default_factory=_default_destinations)
+    max_attempts: int = Field(default=12, ge=1)
+    backoff_base_s: float = Field(default=2.0, gt=0)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+    batch_size: int = Field(default=64, ge=1, le=1000)
+    lease_s: float = Field(default=30.0, gt=0)
+    verify: bool = True
+    verify_retry_s: float = Field(default=10.0, gt=0)
+    retention_hours: float = Field(default=24.0, ge=0)
+    disk_high_water_percent: float = Field(default=90.0, gt=0, le=100)
+
+
 class CostingRule(_Section):
     """A study -> service rule (see ``pricing_norms.mapping.MappingRule``)."""
 
@@ -146,6 +190,7 @@ class Settings(BaseSettings):
     studies: StudySettings = Field(default_factory=StudySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     costing: CostingSettings = Field(default_factory=CostingSettings)
+    forward: ForwardSettings = Field(default_factory=ForwardSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

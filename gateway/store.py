@@ -92,6 +92,10 @@ class InstanceStore:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
+    def used_percent(self) -> float:
+        usage = shutil.disk_usage(self.root)
+        return 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
+
 
 _SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
 

@@ -26,6 +26,8 @@ class Worker:
         if stable:
             log.info("%d studies became stable", len(stable))
         done = len(stable)
+        for task in list(self.service.periodic):
+            done += task(self.service)
         for kind, handler in list(self.service.job_handlers.items()):
             with self.service.db.session() as session:
                 claimed = [job.id for job in jobs.claim(session, [kind], limit=100)]

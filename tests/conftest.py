@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.db import Database, make_engine
+from gateway.local_orthanc import LocalOrthanc, OrthancConfig
 from gateway.migrate import upgrade
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.net import free_port
 from tests.support.postgres import PostgresCluster
 
 REQUIRED_TOOLS = ["storescu", "echoscu", "findscu", "Orthanc"]
@@ -69,3 +71,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(
             f"missing tools {missing}: run scripts/test.sh, which installs them"
         )
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[LocalOrthanc]:
+    """A real Orthanc on loopback (authentication on), fresh for each test."""
+    server = LocalOrthanc(
+        OrthancConfig(work_dir=tmp_path / "orthanc", http_port=free_port(), dicom_port=free_port())
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def destination_for(orthanc: LocalOrthanc, **extra: object) -> dict[str, object]:
+    """A gateway destination (TOML table) pointing at ``orthanc``."""
+    cfg = orthanc.config
+    dest: dict[str, object] = {
+        "name": "pacs",
+        "protocol": "dicom",
+        "host": "127.0.0.1",
+        "port": cfg.dicom_port,
+        "ae_title": cfg.aet,
+        "url": cfg.url,
+        "username": cfg.username,
+        "password": cfg.password,
+    }
+    dest.update(extra)
+    return dest

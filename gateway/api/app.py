@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from gateway.api import hl7_messages, orders, studies
+from gateway.api import hl7_messages, orders, queue, studies
 from gateway.service import Service
 
 
@@ -30,4 +30,5 @@ def create_app(service: Service) -> FastAPI:
         app.include_router(costing_routes.router)
     app.include_router(orders.router)
     app.include_router(hl7_messages.router)
+    app.include_router(queue.router)
     return app

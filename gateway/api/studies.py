@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from gateway.api.deps import get_session
 from gateway.identifiers import is_valid_uid
-from gateway.models import Instance, Patient, Series, Study
+from gateway.models import Instance, Patient, Series, Study, StudyForward
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -49,8 +49,20 @@ class SeriesDetail(BaseModel):
     instances: int
 
 
+class ForwardDetail(BaseModel):
+    destination: str
+    state: str
+    expected: int
+    found: int
+    checked_at: datetime | None
+    verified_at: datetime | None
+    detail: str
+
+
 class StudyDetail(StudySummary):
     series: list[SeriesDetail]
+    forwarding: list[ForwardDetail]
+    purged_at: datetime | None
 
 
 def _check_date(value: str | None, name: str) -> None:
@@ -122,7 +134,24 @@ def get_study(study_uid: str, session: Annotated[Session, Depends(get_session)])
         )
         for s, n in rows
     ]
-    return StudyDetail(**summary.model_dump(), series=series)
+    forwarding = [
+        ForwardDetail(
+            destination=f.destination,
+            state=f.state,
+            expected=f.expected,
+            found=f.found,
+            checked_at=f.checked_at,
+            verified_at=f.verified_at,
+            detail=f.detail,
+        )
+        for f in session.scalars(
+            select(StudyForward).where(StudyForward.study_pk == study_pk).order_by(StudyForward.id)
+        )
+    ]
+    purged_at = session.scalar(select(Study.purged_at).where(Study.id == study_pk))
+    return StudyDetail(
+        **summary.model_dump(), series=series, forwarding=forwarding, purged_at=purged_at
+    )
 
 
 def _summary(session: Session, study_pk: int) -> StudySummary:

@@ -86,6 +86,8 @@ class GatewayProcess:
             "database": {"url": db_url},
             "studies": {"stable_after_s": 2},
             "worker": {"poll_interval_s": 0.2},
+            # No PACS unless a test names one (the default points at a local Orthanc).
+            "forward": {"destinations": [], "backoff_base_s": 0.5, "backoff_cap_s": 2.0},
         }
         self.config = deep_merge(config, extra or {})
         self.config_path = work / "risgate.toml"

@@ -1,0 +1,122 @@
+"""Outbound storage SCU: one reused association per destination, TCP_NODELAY on.
+
+Files are sent as stored (pynetdicom's chunked send: the dataset bytes are streamed from
+the file, never decoded), so forwarding costs little CPU and no memory per instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config
+from pynetdicom.association import Association
+from pynetdicom.presentation import build_context
+
+log = logging.getLogger(__name__)
+
+# Status codes a C-STORE SCP may answer that still mean "stored" (PS3.4 B.2.3).
+_SUCCESS = {0x0000, 0xB000, 0xB007, 0xB006}
+
+
+class SendError(Exception):
+    """An instance (or the association) could not be sent; the message is safe to log."""
+
+
+class StoreSCU:
+    """Sends files to one DICOM node over an association kept open between batches."""
+
+    def __init__(
+        self,
+        calling_ae: str,
+        host: str,
+        port: int,
+        called_ae: str,
+        *,
+        timeout_s: float = 30.0,
+        idle_close_s: float = 15.0,
+    ) -> None:
+        self.calling_ae = calling_ae
+        self.host = host
+        self.port = port
+        self.called_ae = called_ae
+        self.timeout_s = timeout_s
+        self.idle_close_s = idle_close_s
+        self._assoc: Association | None = None
+        self._contexts: set[tuple[str, str]] = set()
+        self._last_used = 0.0
+
+    def _open(self, needed: set[tuple[str, str]]) -> Association:
+        ae = AE(self.calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
+        ae.connection_timeout = self.timeout_s
+        ae.maximum_pdu_size = 131072
+        contexts = sorted(needed | self._contexts)[:128]
+        for sop_class, syntax in contexts:
+            ae.add_requested_context(sop_class, syntax)
+        assoc = ae.associate(self.host, self.port, ae_title=self.called_ae)
+        if not assoc.is_established:
+            raise SendError(
+                f"association with {self.called_ae}@{self.host}:{self.port} "
+                f"{'rejected' if assoc.is_rejected else 'failed'}"
+            )
+        sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._contexts = set(contexts)
+        return assoc
+
+    def _association(self, needed: set[tuple[str, str]]) -> Association:
+        stale = time.monotonic() - self._last_used > self.idle_close_s
+        if self._assoc is not None and (
+            not self._assoc.is_established or stale or not needed <= self._contexts
+        ):
+            self.close()
+        if self._assoc is None:
+            self._assoc = self._open(needed)
+        return self._assoc
+
+    def send(self, files: list[tuple[Path, str, str]]) -> list[str | None]:
+        """Send (path, SOP class, transfer syntax) items; returns None or an error per item.
+
+        Raises :class:`SendError` if the association cannot be opened at all.
+        """
+        _config.STORE_SEND_CHUNKED_DATASET = True
+        assoc = self._association({(c, t) for _, c, t in files})
+        results: list[str | None] = []
+        for path, _sop_class, _syntax in files:
+            if not assoc.is_established:
+                results.append("association lost")
+                continue
+            try:
+                status: Dataset = assoc.send_c_store(path)
+            except (OSError, ValueError, RuntimeError) as exc:
+                results.append(f"send failed: {type(exc).__name__}")
+                continue
+            code = getattr(status, "Status", None)
+            if code is None:
+                results.append("no response (timeout or abort)")
+            elif code in _SUCCESS:
+                results.append(None)
+            else:
+                comment = str(getattr(status, "ErrorComment", ""))[:100]
+                results.append(f"C-STORE status 0x{code:04X} {comment}".strip())
+        self._last_used = time.monotonic()
+        if any(r is not None for r in results):
+            self.close()
+        return results
+
+    def close(self) -> None:
+        if self._assoc is not None:
+            try:
+                if self._assoc.is_established:
+                    self._assoc.release()
+            except Exception:  # closing a broken association
+                log.debug("association close failed", exc_info=True)
+            self._assoc = None
+
+
+__all__ = ["SendError", "StoreSCU", "build_context"]

@@ -1,0 +1,97 @@
+"""Queue routes: job counts by kind and state, dead jobs with their last error, retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway import jobs
+from gateway.api.deps import get_session
+from gateway.models import Job, JobState
+from gateway.verify import requeue_verification
+
+router = APIRouter(prefix="/api/queue", tags=["queue"])
+
+
+class DeadJob(BaseModel):
+    id: int
+    kind: str
+    ref: str
+    destination: str
+    attempts: int
+    last_error: str
+    updated_at: datetime
+
+
+class QueueStatus(BaseModel):
+    counts: dict[str, dict[str, int]] = Field(description="kind -> state -> number of jobs")
+    dead: list[DeadJob]
+
+
+class RetryRequest(BaseModel):
+    ids: list[int] = Field(default_factory=list, description="dead job ids; empty = all")
+    kind: str | None = Field(default=None, max_length=32)
+
+
+class RetryResult(BaseModel):
+    retried: int
+
+
+@router.get("", response_model=QueueStatus)
+def queue_status(
+    session: Annotated[Session, Depends(get_session)],
+    dead_limit: Annotated[int, Query(ge=0, le=1000)] = 100,
+) -> QueueStatus:
+    return status(session, dead_limit)
+
+
+def status(session: Session, dead_limit: int = 100) -> QueueStatus:
+    counts: dict[str, dict[str, int]] = {}
+    for kind, state, n in session.execute(
+        select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)
+    ):
+        counts.setdefault(kind, {})[state] = int(n)
+    dead = session.scalars(
+        select(Job)
+        .where(Job.state == JobState.DEAD)
+        .order_by(Job.updated_at.desc())
+        .limit(dead_limit)
+    )
+    return QueueStatus(
+        counts=counts,
+        dead=[
+            DeadJob(
+                id=j.id,
+                kind=j.kind,
+                ref=j.ref,
+                destination=j.destination,
+                attempts=j.attempts,
+                last_error=j.last_error,
+                updated_at=j.updated_at,
+            )
+            for j in dead
+        ],
+    )
+
+
+@router.post("/retry", response_model=RetryResult)
+def retry(body: RetryRequest, session: Annotated[Session, Depends(get_session)]) -> RetryResult:
+    return RetryResult(retried=retry_dead(session, body.ids, body.kind))
+
+
+def retry_dead(session: Session, ids: list[int], kind: str | None) -> int:
+    """Put dead jobs back and check their studies again once they are through."""
+    query = select(Job.id).where(Job.state == JobState.DEAD)
+    if ids:
+        query = query.where(Job.id.in_(ids))
+    if kind:
+        query = query.where(Job.kind == kind)
+    dead_ids = list(session.scalars(query))
+    count = jobs.retry_dead(session, ids=dead_ids) if dead_ids else 0
+    requeue_verification(session, dead_ids)
+    return count

@@ -1,0 +1,204 @@
+"""Forwarding: every stored instance gets a job per matching destination (same transaction
+as its index row); one sender thread per destination drains them while studies arrive.
+
+Jobs are claimed with a lease (``forward.lease_s``), sent in batches over a reused
+association (DICOM) or by REST upload, then finished in one transaction. A failure
+counts an attempt and retries with backoff and jitter; after ``forward.max_attempts`` the
+job is DEAD with its last error, until ``risgate forward retry`` or the API revives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dicom_nodes.storescu import SendError, StoreSCU
+from gateway import jobs
+from gateway.models import Instance, Job, JobState
+from gateway.pacs_client import OrthancClient, PacsError
+from gateway.receive import StoredInstance
+from gateway.routing import destinations_for
+from gateway.settings import DestinationSettings, Settings
+
+log = logging.getLogger(__name__)
+
+KIND = "forward"
+
+
+def enqueue_hook(settings: Settings) -> Callable[[Session, StoredInstance], None]:
+    """Receive hook: queue the new instance for each destination whose rules match."""
+    destinations = settings.forward.destinations
+
+    def hook(session: Session, stored: StoredInstance) -> None:
+        for name in destinations_for(destinations, stored.meta, stored.calling_ae):
+            jobs.enqueue(session, KIND, str(stored.instance_pk), name, reset_finished=False)
+
+    return hook
+
+
+@dataclass(frozen=True)
+class Item:
+    job_id: int
+    path: Path
+    sop_class_uid: str
+    transfer_syntax: str
+
+
+class Sender:
+    """Sends files to one destination; DICOM over a kept association, or REST upload."""
+
+    def __init__(self, dest: DestinationSettings, calling_ae: str) -> None:
+        self.dest = dest
+        self.scu: StoreSCU | None = None
+        self.rest: OrthancClient | None = None
+        if dest.protocol == "dicom":
+            self.scu = StoreSCU(
+                calling_ae, dest.host, dest.port, dest.ae_title, timeout_s=dest.timeout_s
+            )
+        else:
+            self.rest = OrthancClient.for_destination(dest)
+
+    def send(self, items: list[Item]) -> list[str | None]:
+        if self.scu is not None:
+            return self.scu.send([(i.path, i.sop_class_uid, i.transfer_syntax) for i in items])
+        assert self.rest is not None
+        results: list[str | None] = []
+        for item in items:
+            try:
+                self.rest.upload(item.path)
+                results.append(None)
+            except PacsError as exc:
+                results.append(str(exc))
+                if "HTTP 4" not in str(exc):  # unreachable: the rest would fail too
+                    results += [str(exc)] * (len(items) - len(results))
+                    break
+        return results
+
+    def close(self) -> None:
+        if self.scu is not None:
+            self.scu.close()
+        if self.rest is not None:
+            self.rest.close()
+
+
+class ForwardWorker:
+    """One thread per destination draining its forward jobs."""
+
+    def __init__(self, service: object, dest: DestinationSettings) -> None:
+        from gateway.service import Service
+
+        assert isinstance(service, Service)
+        self.service = service
+        self.dest = dest
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"forward-{dest.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+        self.thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        cfg = self.service.settings
+        sender = Sender(self.dest, cfg.dicom.ae_title)
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    sent = self.run_once(sender)
+                except Exception:
+                    log.exception("forwarding to %s failed", self.dest.name)
+                    sent = 0
+                if not sent:
+                    self.wake.wait(cfg.worker.poll_interval_s)
+                    self.wake.clear()
+        finally:
+            sender.close()
+
+    def run_once(self, sender: Sender) -> int:
+        """Claim one batch, send it, record the outcome; returns how many were claimed."""
+        fwd = self.service.settings.forward
+        with self.service.db.session() as session:
+            claimed = jobs.claim(
+                session,
+                [KIND],
+                limit=fwd.batch_size,
+                lease_s=fwd.lease_s,
+                destination=self.dest.name,
+            )
+            items, missing = _items(session, self.service.store.absolute, claimed)
+            if missing:
+                jobs.fail(session, missing, "instance file or index row is gone", max_attempts=1)
+        if not items:
+            return len(claimed)
+        try:
+            results = sender.send(items)
+        except (SendError, PacsError, OSError) as exc:
+            results = [str(exc)] * len(items)
+        done = [i.job_id for i, r in zip(items, results, strict=True) if r is None]
+        failed: dict[str, list[int]] = {}
+        for item, error in zip(items, results, strict=True):
+            if error is not None:
+                failed.setdefault(error, []).append(item.job_id)
+        with self.service.db.session() as session:
+            jobs.finish(session, done)
+            for error, ids in failed.items():
+                jobs.fail(
+                    session,
+                    ids,
+                    f"{self.dest.name}: {error}",
+                    max_attempts=fwd.max_attempts,
+                    base_s=fwd.backoff_base_s,
+                    cap_s=fwd.backoff_cap_s,
+                )
+        if failed:
+            log.warning(
+                "%d of %d instances not accepted by %s: %s",
+                sum(len(v) for v in failed.values()),
+                len(items),
+                self.dest.name,
+                next(iter(failed)),
+            )
+        return len(claimed)
+
+
+def _items(
+    session: Session, absolute: Callable[[str], Path], claimed: list[Job]
+) -> tuple[list[Item], list[int]]:
+    if not claimed:
+        return [], []
+    by_pk = {int(job.ref): job.id for job in claimed}
+    rows = session.execute(
+        select(Instance.id, Instance.path, Instance.sop_class_uid, Instance.transfer_syntax).where(
+            Instance.id.in_(list(by_pk))
+        )
+    ).all()
+    items = []
+    for pk, rel, sop_class, syntax in rows:
+        path = absolute(rel)
+        if path.is_file():
+            items.append(Item(by_pk.pop(pk), path, sop_class, syntax))
+    return items, list(by_pk.values())
+
+
+def release_stale_claims(session: Session) -> int:
+    """At start-up of the only worker process (SQLite): leases of a killed run end now."""
+    from sqlalchemy import update
+
+    from gateway.models import utcnow
+
+    result = session.execute(
+        update(Job)
+        .where(Job.kind == KIND, Job.state == JobState.RUNNING)
+        .values(state=JobState.PENDING, next_attempt_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

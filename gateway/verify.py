@@ -1,0 +1,228 @@
+"""Verification and clean-up: when a study is stable, ask each destination whether it holds
+every instance (Orthanc REST, by SOP Instance UID); re-queue what is missing; delete the
+local copy only after verification and ``forward.retention_hours``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from gateway import events, jobs
+from gateway.forward import KIND as FORWARD
+from gateway.models import (
+    ForwardState,
+    Instance,
+    Job,
+    JobState,
+    Series,
+    Study,
+    StudyForward,
+    utcnow,
+)
+from gateway.pacs_client import OrthancClient, PacsError
+from gateway.service import Service
+from gateway.upsert import insert_for
+
+log = logging.getLogger(__name__)
+
+KIND = "verify"
+
+
+def install(service: Service) -> None:
+    events.subscribe(events.STUDY_STABLE, KIND)
+    service.job_handlers[KIND] = handle
+    service.periodic.append(purge_verified)
+
+
+def _record(session: Session, study_pk: int, dest: str, state: str, **values: object) -> None:
+    now = utcnow()
+    row = {"state": state, "checked_at": now, **values}
+    if state in (ForwardState.VERIFIED, ForwardState.SENT):
+        row["verified_at"] = now
+    values = {"expected": 0, "found": 0, "detail": "", **row}
+    stmt = insert_for(session, StudyForward.__table__).values(
+        study_pk=study_pk, destination=dest, **values
+    )
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=["study_pk", "destination"], set_=row)
+    )
+
+
+def handle(service: Service, job_ids: list[int]) -> None:
+    fwd = service.settings.forward
+    for job_id in job_ids:
+        with service.db.sessions() as session:
+            study_uid = session.scalar(select(Job.ref).where(Job.id == job_id))
+        try:
+            again = verify_study(service, str(study_uid))
+        except PacsError as exc:
+            with service.db.session() as session:
+                jobs.fail(
+                    session,
+                    [job_id],
+                    str(exc),
+                    max_attempts=fwd.max_attempts,
+                    base_s=fwd.backoff_base_s,
+                    cap_s=fwd.backoff_cap_s,
+                )
+            continue
+        with service.db.session() as session:
+            if again:
+                jobs.release(session, [job_id], delay_s=fwd.verify_retry_s)
+            else:
+                jobs.finish(session, [job_id])
+
+
+def verify_study(service: Service, study_uid: str) -> bool:
+    """Check every destination of a study; True if it must be checked again later."""
+    fwd = service.settings.forward
+    with service.db.sessions() as session:
+        study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
+        if study_pk is None:
+            return False
+        instances = dict(
+            session.execute(
+                select(Instance.id, Instance.sop_instance_uid)
+                .join(Series, Instance.series_pk == Series.id)
+                .where(Series.study_pk == study_pk)
+            ).all()
+        )
+        refs = [str(pk) for pk in instances]
+        states = session.execute(
+            select(Job.destination, Job.state, func.count())
+            .where(Job.kind == FORWARD, Job.ref.in_(refs))
+            .group_by(Job.destination, Job.state)
+        ).all()
+    by_dest: dict[str, dict[str, int]] = {}
+    for dest_name, state, count in states:
+        by_dest.setdefault(dest_name, {})[state] = int(count)
+    again = False
+    for dest in fwd.destinations:
+        counts = by_dest.get(dest.name)
+        if not counts:
+            continue
+        expected = sum(counts.values())
+        waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.RUNNING, 0)
+        dead = counts.get(JobState.DEAD, 0)
+        if waiting:
+            with service.db.session() as session:
+                _record(
+                    session,
+                    study_pk,
+                    dest.name,
+                    ForwardState.PENDING,
+                    expected=expected,
+                    found=counts.get(JobState.DONE, 0),
+                    detail=f"{waiting} queued",
+                )
+            again = True
+            continue
+        if dead:
+            with service.db.session() as session:
+                _record(
+                    session,
+                    study_pk,
+                    dest.name,
+                    ForwardState.INCOMPLETE,
+                    expected=expected,
+                    found=counts.get(JobState.DONE, 0),
+                    detail=f"{dead} dead jobs",
+                )
+            continue
+        if not (fwd.verify and dest.url):
+            with service.db.session() as session:
+                _record(
+                    session,
+                    study_pk,
+                    dest.name,
+                    ForwardState.SENT,
+                    expected=expected,
+                    found=expected,
+                    detail="sent; destination not verifiable",
+                )
+            continue
+        client = OrthancClient.for_destination(dest)
+        try:
+            remote = client.study_sop_uids(study_uid)
+        finally:
+            client.close()
+        wanted = {pk: uid for pk, uid in instances.items() if str(pk) in refs}
+        missing = [pk for pk, uid in wanted.items() if uid not in remote]
+        with service.db.session() as session:
+            if missing:
+                for pk in missing:
+                    jobs.enqueue(session, FORWARD, str(pk), dest.name)
+                _record(
+                    session,
+                    study_pk,
+                    dest.name,
+                    ForwardState.INCOMPLETE,
+                    expected=len(wanted),
+                    found=len(wanted) - len(missing),
+                    detail=f"{len(missing)} missing in {dest.name}: re-queued",
+                )
+                log.warning("%d instances missing in %s: re-queued", len(missing), dest.name)
+                again = True
+            else:
+                _record(
+                    session,
+                    study_pk,
+                    dest.name,
+                    ForwardState.VERIFIED,
+                    expected=len(wanted),
+                    found=len(wanted),
+                    detail="",
+                )
+    return again
+
+
+def purge_verified(service: Service) -> int:
+    """Delete local copies of studies verified everywhere longer than the retention time."""
+    fwd = service.settings.forward
+    cutoff = utcnow() - timedelta(hours=fwd.retention_hours)
+    with service.db.sessions() as session:
+        not_done = select(StudyForward.study_pk).where(
+            StudyForward.state.notin_([ForwardState.VERIFIED, ForwardState.SENT])
+            | (StudyForward.verified_at > cutoff)
+        )
+        candidates = list(
+            session.scalars(
+                select(Study.study_uid)
+                .where(
+                    Study.purged_at.is_(None),
+                    Study.id.in_(select(StudyForward.study_pk)),
+                    Study.id.notin_(not_done),
+                    Study.state == "STABLE",
+                )
+                .limit(100)
+            )
+        )
+    for study_uid in candidates:
+        service.store.delete_study(study_uid)
+        with service.db.session() as session:
+            session.execute(
+                update(Study).where(Study.study_uid == study_uid).values(purged_at=utcnow())
+            )
+    if candidates:
+        log.info("purged the local copies of %d verified studies", len(candidates))
+    return len(candidates)
+
+
+def requeue_verification(session: Session, job_ids: list[int]) -> None:
+    """After dead forward jobs are retried, check their studies again."""
+    refs = list(session.scalars(select(Job.ref).where(Job.id.in_(job_ids), Job.kind == FORWARD)))
+    if not refs:
+        return
+    study_uids = session.scalars(
+        select(Study.study_uid)
+        .join(Series, Series.study_pk == Study.id)
+        .join(Instance, Instance.series_pk == Series.id)
+        .where(Instance.id.in_([int(r) for r in refs]))
+        .distinct()
+    )
+    for uid in study_uids:
+        jobs.enqueue(session, KIND, uid)

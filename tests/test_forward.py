@@ -1,0 +1,233 @@
+"""Forwarding to a real Orthanc through the durable queue (issue: forward every study)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+from sqlalchemy import create_engine, select
+
+from gateway.local_orthanc import LocalOrthanc
+from gateway.models import Job
+from tests.conftest import destination_for
+from tests.support.ctgen import make_ct_study
+from tests.support.dcmtk import storescu
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def orthanc_sop_uids(orthanc: LocalOrthanc, study_uid: str) -> set[str]:
+    with orthanc.client() as c:
+        found = c.post("/tools/lookup", content=study_uid).json()
+        ids = [f["ID"] for f in found if f["Type"] == "Study"]
+        if not ids:
+            return set()
+        return {
+            i["MainDicomTags"]["SOPInstanceUID"]
+            for i in c.get(f"/studies/{ids[0]}/instances").json()
+        }
+
+
+def _orthanc_has(orthanc: LocalOrthanc, study_uid: str, uids: set[str]) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return uids <= orthanc_sop_uids(orthanc, study_uid)
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _jobs(db_url: str) -> list[Job]:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(Job.kind, Job.state, Job.attempts, Job.last_error)))
+    engine.dispose()
+    return rows  # type: ignore[return-value]
+
+
+def test_study_complete_and_verified_in_orthanc(
+    orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path
+) -> None:
+    gw = gateway_factory.make({"forward": {"destinations": [destination_for(orthanc)]}})
+    gw.start()
+    study_uid, files = make_ct_study(tmp_path / "s", 300, size=64)
+    assert storescu(gw.dicom_port, files).returncode == 0
+    sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    wait_for(_orthanc_has(orthanc, study_uid, sops), 90, "300 instances in Orthanc")
+    assert orthanc_sop_uids(orthanc, study_uid) == sops
+
+    def verified() -> bool:
+        fwd = gw.get(f"/api/studies/{study_uid}")["forwarding"]
+        return bool(fwd) and fwd[0]["state"] == "VERIFIED"
+
+    wait_for(verified, 60, "verification")
+    detail = gw.get(f"/api/studies/{study_uid}")
+    assert detail["forwarding"][0] == {
+        **detail["forwarding"][0],
+        "destination": "pacs",
+        "expected": 300,
+        "found": 300,
+    }
+    queue = gw.get("/api/queue")
+    assert queue["counts"]["forward"] == {"DONE": 300}
+    assert queue["dead"] == []
+
+
+def test_orthanc_down_before_and_during_send(
+    orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path
+) -> None:
+    gw = gateway_factory.make({"forward": {"destinations": [destination_for(orthanc)]}})
+    orthanc.stop()
+    gw.start()
+    study_uid, files = make_ct_study(tmp_path / "s", 200, size=64)
+    assert storescu(gw.dicom_port, files[:80]).returncode == 0  # PACS down: kept and queued
+    orthanc.start()
+    proc = subprocess.Popen(
+        [
+            "storescu",
+            "-aet",
+            "STORESCU",
+            "-aec",
+            "RISGATE",
+            "127.0.0.1",
+            str(gw.dicom_port),
+            *map(str, files[80:]),
+        ],
+        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
+    )
+    time.sleep(0.5)
+    orthanc.stop()  # down again during the send
+    assert proc.wait(120) == 0
+    time.sleep(2)
+    orthanc.start()
+    back = time.monotonic()
+    sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    wait_for(_orthanc_has(orthanc, study_uid, sops), 60, "all instances after Orthanc is back")
+    assert time.monotonic() - back < 60
+    assert gw.get("/api/queue")["dead"] == []
+
+
+def test_gateway_killed_mid_forward(
+    orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path
+) -> None:
+    gw = gateway_factory.make({"forward": {"destinations": [destination_for(orthanc)]}})
+    gw.start()
+    study_uid, files = make_ct_study(tmp_path / "s", 300, size=128)
+    sop_by_file = {
+        str(f): pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files
+    }
+    proc = subprocess.Popen(
+        [
+            "storescu",
+            "-v",
+            "-aet",
+            "STORESCU",
+            "-aec",
+            "RISGATE",
+            "127.0.0.1",
+            str(gw.dicom_port),
+            *map(str, files),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
+    )
+    acknowledged: list[str] = []
+    current = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"Sending file: (.+)$", line)
+        if m:
+            current = m.group(1).strip()
+        if "Received Store Response (Success)" in line and current:
+            acknowledged.append(sop_by_file[current])
+            if len(acknowledged) == 200:
+                gw.kill()
+    proc.wait(60)
+    assert len(acknowledged) >= 200
+    gw.start()
+    wait_for(_orthanc_has(orthanc, study_uid, set(acknowledged)), 60, "acknowledged instances")
+    # Exactly once: Orthanc holds each SOP instance once, nothing else.
+    assert orthanc_sop_uids(orthanc, study_uid) <= set(sop_by_file.values())
+    with orthanc.client() as c:
+        stats = c.get("/statistics").json()
+    assert stats["CountInstances"] == len(orthanc_sop_uids(orthanc, study_uid))
+
+
+def test_errors_retry_then_dead_then_fixed(
+    orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path
+) -> None:
+    wrong = destination_for(orthanc, name="rest", protocol="rest", password="wrong")
+    closed = destination_for(orthanc, name="closed", port=1)
+    cfg = {"forward": {"destinations": [wrong, closed], "max_attempts": 2}}
+    gw = gateway_factory.make(cfg)
+    gw.start()
+    study_uid, files = make_ct_study(tmp_path / "s", 5, size=32)
+    assert storescu(gw.dicom_port, files).returncode == 0
+
+    def all_dead() -> bool:
+        return len(gw.get("/api/queue")["dead"]) == 10
+
+    wait_for(all_dead, 60, "dead jobs")
+    dead = gw.get("/api/queue")["dead"]
+    reasons = {d["destination"]: d["last_error"] for d in dead}
+    assert "401" in reasons["rest"]
+    assert "closed" in reasons["closed"] and "association" in reasons["closed"]
+    assert all(d["attempts"] == 2 for d in dead)
+    # Fix the password (config change + restart), then retry through the CLI.
+    gw.stop()
+    gw.config["forward"]["destinations"] = [destination_for(orthanc, name="rest", protocol="rest")]
+    from tests.support.gateway_proc import to_toml
+
+    gw.config_path.write_text(to_toml(gw.config))
+    out = subprocess.run(
+        [".venv/bin/risgate", "--config", str(gw.config_path), "forward", "retry"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "10 jobs put back" in out.stdout
+    gw.start()
+    sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    wait_for(_orthanc_has(orthanc, study_uid, sops), 60, "retried instances in Orthanc")
+
+
+def test_two_workers_on_postgresql_send_each_job_once(
+    orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path, db_url: str
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several workers share a queue on PostgreSQL only")
+    cfg = {
+        "forward": {"destinations": [destination_for(orthanc)], "batch_size": 8},
+        "store": {"path": str(tmp_path / "shared-store")},  # processes share the store
+    }
+    first = gateway_factory.make(cfg, name="gw1")
+    second = gateway_factory.make(cfg, name="gw2")
+    first.start()
+    second.start()
+    study_uid, files = make_ct_study(tmp_path / "s", 300, size=32)
+    assert storescu(first.dicom_port, files[:150]).returncode == 0
+    assert storescu(second.dicom_port, files[150:]).returncode == 0
+    sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    wait_for(_orthanc_has(orthanc, study_uid, sops), 90, "all instances")
+    time.sleep(1)
+    forward_jobs = [j for j in _jobs(db_url) if j[0] == "forward"]
+    assert len(forward_jobs) == 300
+    assert all(state == "DONE" and attempts == 1 for _, state, attempts, _ in forward_jobs)
