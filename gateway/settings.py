@@ -79,6 +79,7 @@ class HTTPSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str | None = None
+    url_file: Path | None = None  # a file holding the URL (it carries the password)
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     echo: bool = False
 
@@ -216,6 +217,8 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         if self.database.url:
             return self.database.url
+        if self.database.url_file:
+            return self.database.url_file.read_text().strip()
         return f"sqlite:///{(self.data_dir / 'risgate.db').resolve()}"
 
 
