@@ -9,7 +9,7 @@ names arrive unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from pydicom import Dataset
@@ -136,74 +136,107 @@ def _person_name(p: OrderPatient) -> str:
     return "^".join([p.family_name, p.given_name, p.middle_name]).rstrip("^")
 
 
-def build_item(
-    step: ScheduledStep,
-    rp: RequestedProcedure,
-    order: Order,
-    patient: OrderPatient,
-    visit: Visit | None,
-    other_ids: list[tuple[str, str, str]],
-) -> Dataset:
-    """The full MWL item of one step (every return key PS3.4 K.6 lists)."""
-    ds = Dataset()
-    ds.SpecificCharacterSet = CHARSET
-    ds.AccessionNumber = rp.accession_number
-    ds.ReferringPhysicianName = order.requesting_physician
-    ds.ReferencedStudySequence = Sequence([])
-    ds.ReferencedPatientSequence = Sequence([])
-    ds.PatientName = _person_name(patient)
-    ds.PatientID = patient.patient_id
-    ds.IssuerOfPatientID = patient.issuer
-    ds.PatientBirthDate = patient.birth_date
-    ds.PatientSex = patient.sex if patient.sex in ("M", "F", "O") else ""
+@dataclass(frozen=True)
+class _Row:
+    step: ScheduledStep
+    rp: RequestedProcedure
+    order: Order
+    patient: OrderPatient
+    visit: Visit | None
+    other_ids: list[tuple[str, str, str]]
+
+
+def _other_ids(row: _Row) -> Sequence:
     others = []
-    for ident, authority, type_code in other_ids:
-        if (ident, authority) == (patient.patient_id, patient.issuer):
+    for ident, authority, type_code in row.other_ids:
+        if (ident, authority) == (row.patient.patient_id, row.patient.issuer):
             continue
         item = Dataset()
         item.PatientID = ident
         item.IssuerOfPatientID = authority
         item.TypeOfPatientID = "TEXT"
-        item.add_new(0x00100024, "SQ", Sequence([]))  # Issuer of Patient ID Qualifiers
+        quals = []
         if type_code:
             qual = Dataset()
             qual.IdentifierTypeCode = type_code[:16]
-            item[0x00100024].value = Sequence([qual])
+            quals.append(qual)
+        item.add_new(0x00100024, "SQ", Sequence(quals))  # Issuer of Patient ID Qualifiers
         others.append(item)
-    ds.OtherPatientIDsSequence = Sequence(others)
-    ds.StudyInstanceUID = rp.study_instance_uid
-    ds.RequestingPhysician = order.requesting_physician
-    ds.RequestedProcedureDescription = rp.procedure_text[:64]
-    ds.RequestedProcedureCodeSequence = Sequence(
-        [_code_item(rp.procedure_code, rp.coding_system, rp.procedure_text)]
-        if rp.procedure_code
-        else []
-    )
-    ds.RequestedProcedureID = rp.requested_procedure_id
-    ds.RequestedProcedurePriority = order.priority
-    ds.ReasonForTheRequestedProcedure = order.reason[:64]
-    ds.PlacerOrderNumberImagingServiceRequest = order.placer_number
-    ds.FillerOrderNumberImagingServiceRequest = order.filler_number
-    ds.AdmissionID = visit.visit_number if visit is not None else ""
-    ds.CurrentPatientLocation = visit.location if visit is not None else ""
-    sps = Dataset()
-    sps.ScheduledStationAETitle = step.station_ae.split("\\") if step.station_ae else ""
-    sps.ScheduledProcedureStepStartDate = step.start_date
-    sps.ScheduledProcedureStepStartTime = step.start_time
-    sps.Modality = step.modality
-    sps.ScheduledPerformingPhysicianName = ""
-    sps.ScheduledProcedureStepDescription = step.description[:64]
-    sps.ScheduledProtocolCodeSequence = Sequence(
-        [_code_item(step.protocol_code, step.protocol_scheme, step.protocol_text)]
-        if step.protocol_code
-        else []
-    )
-    sps.ScheduledProcedureStepID = step.step_id
-    sps.ScheduledStationName = step.station_name.split("\\") if step.station_name else ""
-    sps.ScheduledProcedureStepLocation = step.location
-    sps.ScheduledProcedureStepStatus = step.status
-    ds.ScheduledProcedureStepSequence = Sequence([sps])
+    return Sequence(others)
+
+
+def _codes(code: str, scheme: str, meaning: str) -> Sequence:
+    return Sequence([_code_item(code, scheme, meaning)] if code else [])
+
+
+# Every return key of PS3.4 K.6 the gateway knows, built only when a query asks for it.
+_TOP: dict[str, Callable[[_Row], object]] = {
+    "AccessionNumber": lambda r: r.rp.accession_number,
+    "ReferringPhysicianName": lambda r: r.order.requesting_physician,
+    "ReferencedStudySequence": lambda r: Sequence([]),
+    "ReferencedPatientSequence": lambda r: Sequence([]),
+    "PatientName": lambda r: _person_name(r.patient),
+    "PatientID": lambda r: r.patient.patient_id,
+    "IssuerOfPatientID": lambda r: r.patient.issuer,
+    "PatientBirthDate": lambda r: r.patient.birth_date,
+    "PatientSex": lambda r: r.patient.sex if r.patient.sex in ("M", "F", "O") else "",
+    "OtherPatientIDsSequence": _other_ids,
+    "StudyInstanceUID": lambda r: r.rp.study_instance_uid,
+    "RequestingPhysician": lambda r: r.order.requesting_physician,
+    "RequestedProcedureDescription": lambda r: r.rp.procedure_text[:64],
+    "RequestedProcedureCodeSequence": lambda r: _codes(
+        r.rp.procedure_code, r.rp.coding_system, r.rp.procedure_text
+    ),
+    "RequestedProcedureID": lambda r: r.rp.requested_procedure_id,
+    "RequestedProcedurePriority": lambda r: r.order.priority,
+    "ReasonForTheRequestedProcedure": lambda r: r.order.reason[:64],
+    "PlacerOrderNumberImagingServiceRequest": lambda r: r.order.placer_number,
+    "FillerOrderNumberImagingServiceRequest": lambda r: r.order.filler_number,
+    "AdmissionID": lambda r: r.visit.visit_number if r.visit is not None else "",
+    "CurrentPatientLocation": lambda r: r.visit.location if r.visit is not None else "",
+}
+_SPS: dict[str, Callable[[_Row], object]] = {
+    "ScheduledStationAETitle": lambda r: r.step.station_ae.split("\\") if r.step.station_ae else "",
+    "ScheduledProcedureStepStartDate": lambda r: r.step.start_date,
+    "ScheduledProcedureStepStartTime": lambda r: r.step.start_time,
+    "Modality": lambda r: r.step.modality,
+    "ScheduledPerformingPhysicianName": lambda r: "",
+    "ScheduledProcedureStepDescription": lambda r: r.step.description[:64],
+    "ScheduledProtocolCodeSequence": lambda r: _codes(
+        r.step.protocol_code, r.step.protocol_scheme, r.step.protocol_text
+    ),
+    "ScheduledProcedureStepID": lambda r: r.step.step_id,
+    "ScheduledStationName": lambda r: (
+        r.step.station_name.split("\\") if r.step.station_name else ""
+    ),
+    "ScheduledProcedureStepLocation": lambda r: r.step.location,
+    "ScheduledProcedureStepStatus": lambda r: r.step.status,
+}
+
+
+def build_item(
+    row: _Row, wanted: set[str] | None = None, wanted_sps: set[str] | None = None
+) -> Dataset:
+    """The MWL item of one step: the keys in ``wanted`` (None: every key)."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = CHARSET
+    for keyword, value in _TOP.items():
+        if wanted is None or keyword in wanted:
+            setattr(ds, keyword, value(row))
+    if wanted is None or "ScheduledProcedureStepSequence" in wanted:
+        sps = Dataset()
+        for keyword, value in _SPS.items():
+            if wanted_sps is None or keyword in wanted_sps:
+                setattr(sps, keyword, value(row))
+        ds.ScheduledProcedureStepSequence = Sequence([sps])
     return ds
+
+
+def _wanted(ident: Dataset) -> tuple[set[str], set[str] | None]:
+    """Keywords the identifier names, at top level and in its SPS item (None: all)."""
+    top = {e.keyword for e in ident if e.keyword}
+    sps = _sps_request(ident)
+    return top, ({e.keyword for e in sps if e.keyword} or None) if sps is not None else None
 
 
 def find(session: Session, query: WorklistQuery) -> Iterator[Dataset]:
@@ -219,11 +252,11 @@ def find(session: Session, query: WorklistQuery) -> Iterator[Dataset]:
         .order_by(ScheduledStep.start_date, ScheduledStep.start_time, ScheduledStep.id)
     )
     stmt = _prefilter(stmt, ident)
-    wants_other_ids = "OtherPatientIDsSequence" in ident
+    wanted, wanted_sps = _wanted(ident)
     sent = 0
     for step, rp, order, patient, visit in session.execute(stmt).yield_per(200):
         other_ids: list[tuple[str, str, str]] = []
-        if wants_other_ids:
+        if "OtherPatientIDsSequence" in wanted:
             other_ids = [
                 (r.identifier, r.authority, r.type_code)
                 for r in session.scalars(
@@ -232,7 +265,7 @@ def find(session: Session, query: WorklistQuery) -> Iterator[Dataset]:
                     )
                 )
             ]
-        item = build_item(step, rp, order, patient, visit, other_ids)
+        item = build_item(_Row(step, rp, order, patient, visit, other_ids), wanted, wanted_sps)
         if not matches(ident, item):
             continue
         response = select_keys(query.identifier, item)
