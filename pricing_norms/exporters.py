@@ -136,6 +136,11 @@ def aggregate_columns(by: Sequence[str]) -> tuple[Column[AggregateRow], ...]:
 
 
 def _text(value: object) -> str:
+    kind = type(value)
+    if kind is str:  # fast path: most cells are codes or whole VND
+        return value  # type: ignore[return-value]
+    if kind is int:
+        return str(value)
     if value is None:
         return ""
     if isinstance(value, bool):

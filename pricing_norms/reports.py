@@ -22,6 +22,7 @@ from pricing_norms.costing import CostRecord
 __all__ = ["GROUP_KEYS", "AggregateRow", "CostRow", "aggregate", "cost_row"]
 
 _COMPONENTS = tuple(Component)
+_FIELD = {component: component.value.lower() for component in Component}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class CostRow:
 
     def component(self, component: Component) -> int:
         """Total of one component."""
-        value: int = getattr(self, component.value.lower())
+        value: int = getattr(self, _FIELD[component])
         return value
 
 
