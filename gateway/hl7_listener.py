@@ -18,9 +18,11 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from gateway.db import Database
+from gateway.db import Database, is_sqlite
 from gateway.models import utcnow
+from gateway.orders.fastsql import Conflict, FastSQL
 from gateway.orders.models import HL7MessageRow, MessageStatus
 from gateway.orders.persist import Context, apply, stations_by_modality
 from gateway.settings import Settings
@@ -78,25 +80,37 @@ class HL7Handler:
             return inbound.ack("AE", error=error)
         return ack
 
-    def _row(
-        self, inbound: Inbound, header: Message | None, key: str | None, peer: str, ack: bytes
-    ) -> HL7MessageRow:
+    def _insert(
+        self,
+        session: Session,
+        inbound: Inbound,
+        header: Message | None,
+        key: str | None,
+        peer: str,
+        ack: bytes,
+        error: HL7Error | None,
+    ) -> int:
+        """The message row (raw bytes and the ACK to send), in ``session``'s transaction."""
+        db = FastSQL(session)
         code = _ack_code(ack)
-        return HL7MessageRow(
-            dedup_key=key,
-            sender=(f"{header.sending_application}|{header.sending_facility}" if header else "")[
-                :200
-            ],
-            control_id=(header.control_id if header else "")[:200],
-            message_type=(f"{header.message_type}^{header.trigger_event}" if header else "")[:16],
-            peer=peer[:64],
-            raw=inbound.raw,
-            ack=ack,
-            ack_code=code,
-            status=_STATUS.get(code, MessageStatus.ERROR),
-            error=str(inbound.error) if inbound.error and code != "AA" else "",
-            repeats=0,
-            received_at=utcnow(),
+        sender = f"{header.sending_application}|{header.sending_facility}" if header else ""
+        kind = f"{header.message_type}^{header.trigger_event}" if header else ""
+        return db.insert(
+            "hl7_messages",
+            {
+                "dedup_key": key,
+                "sender": sender[:200],
+                "control_id": (header.control_id if header else "")[:200],
+                "message_type": kind[:16],
+                "peer": peer[:64],
+                "raw": inbound.raw,
+                "ack": ack,
+                "ack_code": code,
+                "status": _STATUS.get(code, MessageStatus.ERROR),
+                "error": str(error)[:2000] if error is not None and code != "AA" else "",
+                "repeats": 0,
+                "received_at": db.now(),
+            },
         )
 
     def _store_accepted(
@@ -106,11 +120,9 @@ class HL7Handler:
         ack = inbound.ack()
         try:
             with self.db.session() as session:
-                row = self._row(inbound, header, key, peer, ack)
-                session.add(row)
-                session.flush()
-                apply(session, inbound.result, Context(self.stations, row.id))
-        except IntegrityError:
+                pk = self._insert(session, inbound, header, key, peer, ack, None)
+                apply(session, inbound.result, Context(self.stations, pk))
+        except (Conflict, IntegrityError):
             self._raise_if_duplicate(key)
             raise
         except HL7Error as err:
@@ -130,10 +142,8 @@ class HL7Handler:
         ack = inbound.ack(error=error)
         try:
             with self.db.session() as session:
-                row = self._row(inbound, header, key, peer, ack)
-                row.error = str(error)[:2000]
-                session.add(row)
-        except IntegrityError:
+                self._insert(session, inbound, header, key, peer, ack, error)
+        except (Conflict, IntegrityError):
             self._raise_if_duplicate(key)
             raise
         return ack
@@ -189,6 +199,7 @@ class HL7Listener:
         self.handler = HL7Handler(db, settings)
         self.settings = settings
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hl7")
+        self._inline = is_sqlite(db.engine)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: MLLPServer | None = None
@@ -200,6 +211,9 @@ class HL7Listener:
         return self._server.port if self._server is not None else self.settings.hl7.port
 
     async def _handle(self, raw: bytes, peer: str) -> bytes:
+        if self._inline:
+            # SQLite has one writer at a time: a thread hop per message only adds latency.
+            return self.handler.handle(raw, peer)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.handler.handle, raw, peer)
 

@@ -2,130 +2,132 @@
 merge (ADT^A40) and change an identifier (ADT^A47).
 
 Application errors raise :class:`hl7.HL7Error` (AE naming the field), so the caller
-rolls the whole message back and answers AE.
+rolls the whole message back and answers AE. Statements go through
+:class:`~gateway.orders.fastsql.FastSQL` (the HL7 hot path).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
-from gateway.models import utcnow
-from gateway.orders.models import Order, OrderPatient, PatientIdentifierRow
+from gateway.orders.fastsql import FastSQL
 from hl7.errors import DUPLICATE_KEY_IDENTIFIER, HL7Error
 from hl7.model import PatientData, PatientIdentifier
 
 MAX_MERGE_DEPTH = 64
+UNKNOWN_KEY = 204  # HL7 table 0357: unknown key identifier
+
+Key = tuple[str, str]
 
 
-def _owner(session: Session, ident: PatientIdentifier) -> OrderPatient | None:
-    """The patient row holding ``ident`` directly (not following merges)."""
-    return session.scalar(
-        select(OrderPatient)
-        .join(PatientIdentifierRow, PatientIdentifierRow.patient_pk == OrderPatient.id)
-        .where(
-            PatientIdentifierRow.identifier == ident.id,
-            PatientIdentifierRow.authority == ident.authority,
-        )
+def _owners(
+    db: FastSQL, idents: tuple[PatientIdentifier, ...]
+) -> dict[Key, tuple[int, int | None]]:
+    """(identifier, authority) -> (patient pk, its merged_into pk), for known identifiers."""
+    wanted = {(i.id, i.authority) for i in idents}
+    if not wanted:
+        return {}
+    ids = sorted({i.id for i in idents})
+    marks = ", ".join("?" * len(ids))
+    rows = db.rows(
+        "SELECT i.identifier, i.authority, i.patient_pk, p.merged_into_pk"
+        " FROM order_patient_ids i JOIN order_patients p ON p.id = i.patient_pk"
+        f" WHERE i.identifier IN ({marks})",
+        ids,
     )
+    return {(r[0], r[1]): (int(r[2]), r[3]) for r in rows if (r[0], r[1]) in wanted}
 
 
-def root_of(session: Session, patient: OrderPatient) -> OrderPatient:
-    """Follow ``merged_into_pk`` to the surviving patient."""
-    seen = {patient.id}
-    while patient.merged_into_pk is not None:
-        nxt = session.get(OrderPatient, patient.merged_into_pk)
-        if nxt is None or nxt.id in seen or len(seen) > MAX_MERGE_DEPTH:
-            break
-        seen.add(nxt.id)
-        patient = nxt
-    return patient
-
-
-def _chain(session: Session, patient: OrderPatient) -> list[int]:
-    """Primary keys from ``patient`` to its surviving root, inclusive."""
-    out = [patient.id]
-    while patient.merged_into_pk is not None and len(out) <= MAX_MERGE_DEPTH:
-        nxt = session.get(OrderPatient, patient.merged_into_pk)
-        if nxt is None or nxt.id in out:
-            break
-        out.append(nxt.id)
-        patient = nxt
+def _chain(db: FastSQL, pk: int, merged_into: int | None) -> list[int]:
+    """Primary keys from ``pk`` to its surviving root, inclusive."""
+    out = [pk]
+    while merged_into is not None and merged_into not in out and len(out) <= MAX_MERGE_DEPTH:
+        out.append(merged_into)
+        row = db.one("SELECT merged_into_pk FROM order_patients WHERE id = ?", [merged_into])
+        merged_into = row[0] if row is not None else None
     return out
 
 
-def find_patient(
-    session: Session, identifiers: tuple[PatientIdentifier, ...]
-) -> OrderPatient | None:
-    """The surviving patient for the first known identifier, or None."""
-    for ident in identifiers:
-        owner = _owner(session, ident)
-        if owner is not None:
-            return root_of(session, owner)
-    return None
+def _owner_of(db: FastSQL, ident: PatientIdentifier) -> tuple[int, int | None] | None:
+    return _owners(db, (ident,)).get((ident.id, ident.authority))
 
 
-def _apply_demographics(row: OrderPatient, data: PatientData) -> None:
-    main = data.patient_id
+def _demographics(db: FastSQL, data: PatientData) -> dict[str, object]:
+    values: dict[str, object] = {"updated_at": db.now()}
     if data.family_name or data.given_name:
-        row.family_name = data.family_name
-        row.given_name = data.given_name
-        row.middle_name = data.middle_name
-    if data.birth_date is not None:
-        row.birth_date = data.birth_date.strftime("%Y%m%d")
-    if data.sex:
-        row.sex = data.sex
-    if data.address:
-        row.address = data.address[:256]
-    if not row.patient_id:
-        row.patient_id, row.issuer = main.id, main.authority
-
-
-def _add_identifiers(session: Session, row: OrderPatient, data: PatientData) -> None:
-    for ident in data.identifiers:
-        owner = _owner(session, ident)
-        if owner is None:
-            session.add(
-                PatientIdentifierRow(
-                    patient_pk=row.id,
-                    identifier=ident.id,
-                    authority=ident.authority,
-                    type_code=ident.type_code,
-                )
-            )
-
-
-def upsert_patient(session: Session, data: PatientData) -> OrderPatient:
-    """Create the patient or update its demographics; new identifiers are added."""
-    now = utcnow()
-    row = find_patient(session, data.identifiers)
-    if row is None:
-        main = data.patient_id
-        row = OrderPatient(
-            patient_id=main.id, issuer=main.authority, created_at=now, updated_at=now
+        values.update(
+            family_name=data.family_name[:128],
+            given_name=data.given_name[:128],
+            middle_name=data.middle_name[:128],
         )
-        session.add(row)
-    _apply_demographics(row, data)
-    row.updated_at = now
-    session.flush()
-    _add_identifiers(session, row, data)
-    return row
+    if data.birth_date is not None:
+        values["birth_date"] = data.birth_date.strftime("%Y%m%d")
+    if data.sex:
+        values["sex"] = data.sex[:16]
+    if data.address:
+        values["address"] = data.address[:256]
+    return values
 
 
-def merge(session: Session, surviving: PatientData, prior: tuple[PatientIdentifier, ...]) -> None:
+def _add_identifiers(
+    db: FastSQL, pk: int, data: PatientData, known: dict[Key, tuple[int, int | None]]
+) -> None:
+    new = []
+    seen: set[Key] = set()
+    for ident in data.identifiers:
+        key = (ident.id, ident.authority)
+        if key in known or key in seen:
+            continue
+        seen.add(key)
+        new.append((pk, ident.id[:64], ident.authority[:64], ident.type_code[:16]))
+    if new:
+        db.many(
+            "INSERT INTO order_patient_ids (patient_pk, identifier, authority, type_code)"
+            " VALUES (?, ?, ?, ?)",
+            new,
+        )
+
+
+def upsert_patient(db: FastSQL, data: PatientData) -> int:
+    """Create the patient or update its demographics; returns the surviving patient's pk."""
+    known = _owners(db, data.identifiers)
+    for ident in data.identifiers:
+        owner = known.get((ident.id, ident.authority))
+        if owner is not None:
+            pk = _chain(db, *owner)[-1]
+            db.update("order_patients", pk, _demographics(db, data))
+            _add_identifiers(db, pk, data, known)
+            return pk
+    main = data.patient_id
+    values = {
+        "patient_id": main.id[:64],
+        "issuer": main.authority[:64],
+        "family_name": "",
+        "given_name": "",
+        "middle_name": "",
+        "birth_date": "",
+        "sex": "",
+        "address": "",
+        "created_at": db.now(),
+    }
+    values.update(_demographics(db, data))
+    pk = db.insert("order_patients", values)
+    _add_identifiers(db, pk, data, known)
+    return pk
+
+
+def merge(db: FastSQL, surviving: PatientData, prior: tuple[PatientIdentifier, ...]) -> None:
     """ADT^A40: ``prior`` merges into ``surviving``; idempotent; AE on self-merge or cycle."""
-    target = None
-    for ident in surviving.identifiers:
-        target = _owner(session, ident)
-        if target is not None:
-            break
+    known = _owners(db, surviving.identifiers)
+    target = next(
+        (known[(i.id, i.authority)] for i in surviving.identifiers if (i.id, i.authority) in known),
+        None,
+    )
     if target is None:
-        target = upsert_patient(session, surviving)
+        target = (upsert_patient(db, surviving), None)
     for ident in prior:
-        old = _owner(session, ident)
+        old = _owner_of(db, ident)
         if old is None:
             continue  # never known here, or already renamed: nothing to move
-        if old.id == target.id:
+        if old[0] == target[0]:
             raise HL7Error(
                 "AE",
                 "prior identifier belongs to the surviving patient",
@@ -133,8 +135,8 @@ def merge(session: Session, surviving: PatientData, prior: tuple[PatientIdentifi
                 1,
                 hl7_code=DUPLICATE_KEY_IDENTIFIER,
             )
-        target_chain = _chain(session, target)
-        if old.id in target_chain:
+        target_chain = _chain(db, *target)
+        if old[0] in target_chain:
             raise HL7Error(
                 "AE",
                 "merge cycle: the surviving patient was merged into the prior one",
@@ -142,58 +144,56 @@ def merge(session: Session, surviving: PatientData, prior: tuple[PatientIdentifi
                 1,
                 hl7_code=DUPLICATE_KEY_IDENTIFIER,
             )
-        root = session.get(OrderPatient, target_chain[-1])
-        assert root is not None
-        old_root = root_of(session, old)
-        if old_root.id == root.id:
+        root = target_chain[-1]
+        old_root = _chain(db, *old)[-1]
+        if old_root == root:
             continue  # merged before: a repeated A40 changes nothing
-        old_root.merged_into_pk = root.id
-        old_root.updated_at = utcnow()
-        # Every patient row in the prior's tree hands its orders to the survivor.
-        session.execute(
-            update(Order).where(Order.patient_pk == old_root.id).values(patient_pk=root.id)
+        now = db.now()
+        db.update("order_patients", old_root, {"merged_into_pk": root, "updated_at": now})
+        # The prior's orders, and patients merged into it before, now belong to the survivor.
+        db.execute("UPDATE orders SET patient_pk = ? WHERE patient_pk = ?", [root, old_root])
+        db.execute(
+            "UPDATE order_patients SET merged_into_pk = ? WHERE merged_into_pk = ? AND id != ?",
+            [root, old_root, root],
         )
-        session.execute(
-            update(OrderPatient)
-            .where(OrderPatient.merged_into_pk == old_root.id, OrderPatient.id != root.id)
-            .values(merged_into_pk=root.id)
-        )
-    _apply_demographics(root_of(session, target), surviving)
+    root = _chain(db, *target)[-1]
+    db.update("order_patients", root, _demographics(db, surviving))
 
 
-def change_identifier(
-    session: Session, data: PatientData, old: tuple[PatientIdentifier, ...]
-) -> None:
+def change_identifier(db: FastSQL, data: PatientData, old: tuple[PatientIdentifier, ...]) -> None:
     """ADT^A47: identifier ``old`` becomes the PID-3 identifier of the same type."""
     for old_ident in old:
         new = next(
             (i for i in data.identifiers if i.type_code == old_ident.type_code),
             data.identifiers[0],
         )
-        row = session.scalar(
-            select(PatientIdentifierRow).where(
-                PatientIdentifierRow.identifier == old_ident.id,
-                PatientIdentifierRow.authority == old_ident.authority,
-            )
+        row = db.one(
+            "SELECT id, patient_pk FROM order_patient_ids WHERE identifier = ? AND authority = ?",
+            [old_ident.id, old_ident.authority],
         )
-        clash = _owner(session, new)
+        clash = _owner_of(db, new)
         if row is None:
             if clash is not None:
                 continue  # applied before: a repeated A47 changes nothing
-            raise HL7Error("AE", "prior identifier unknown", "MRG", 1, hl7_code=204)
+            raise HL7Error("AE", "prior identifier unknown", "MRG", 1, hl7_code=UNKNOWN_KEY)
         if clash is not None:
             raise HL7Error(
-                "AE",
-                "new identifier already used",
-                "PID",
-                3,
-                hl7_code=DUPLICATE_KEY_IDENTIFIER,
+                "AE", "new identifier already used", "PID", 3, hl7_code=DUPLICATE_KEY_IDENTIFIER
             )
-        row.identifier, row.authority = new.id, new.authority
-        row.type_code = new.type_code or row.type_code
-        patient = session.get(OrderPatient, row.patient_pk)
-        assert patient is not None
-        if (patient.patient_id, patient.issuer) == (old_ident.id, old_ident.authority):
-            patient.patient_id, patient.issuer = new.id, new.authority
-        patient.updated_at = utcnow()
-        session.flush()
+        ident_pk, patient_pk = int(row[0]), int(row[1])
+        values: dict[str, object] = {"identifier": new.id[:64], "authority": new.authority[:64]}
+        if new.type_code:
+            values["type_code"] = new.type_code[:16]
+        db.update("order_patient_ids", ident_pk, values)
+        db.execute(
+            "UPDATE order_patients SET patient_id = ?, issuer = ?, updated_at = ?"
+            " WHERE id = ? AND patient_id = ? AND issuer = ?",
+            [
+                new.id[:64],
+                new.authority[:64],
+                db.now(),
+                patient_pk,
+                old_ident.id,
+                old_ident.authority,
+            ],
+        )

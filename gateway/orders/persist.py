@@ -13,19 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydicom.uid import generate_uid
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.models import utcnow
-from gateway.orders.models import (
-    Order,
-    OrderPatient,
-    RequestedProcedure,
-    ScheduledStep,
-    StatusChange,
-    StepStatus,
-    Visit,
-)
+from gateway.orders.fastsql import FastSQL
 from gateway.orders.patients import change_identifier, merge, upsert_patient
 from hl7.errors import HL7Error
 from hl7.model import (
@@ -54,16 +44,17 @@ class Context:
 
 def apply(session: Session, data: Interpreted, ctx: Context) -> None:
     """Apply one interpreted message; raises HL7Error (AE) on an application error."""
+    db = FastSQL(session)
     if isinstance(data, OrderMessage):
-        apply_orders(session, data, ctx)
+        apply_orders(db, data, ctx)
     elif isinstance(data, PatientUpdate):
-        patient = upsert_patient(session, data.patient)
+        patient = upsert_patient(db, data.patient)
         if data.visit is not None:
-            _upsert_visit(session, patient, data.visit)
+            _upsert_visit(db, patient, data.visit)
     elif isinstance(data, PatientMerge):
-        merge(session, data.patient, data.prior_identifiers)
+        merge(db, data.patient, data.prior_identifiers)
     elif isinstance(data, IdentifierChange):
-        change_identifier(session, data.patient, data.old_identifiers)
+        change_identifier(db, data.patient, data.old_identifiers)
 
 
 def _person(p: PersonName | None) -> str:
@@ -73,42 +64,54 @@ def _person(p: PersonName | None) -> str:
     return "^".join([p.family, p.given, p.middle]).rstrip("^")
 
 
-def _upsert_visit(session: Session, patient: OrderPatient, data: VisitData) -> Visit:
-    row = session.scalar(
-        select(Visit).where(Visit.patient_pk == patient.id, Visit.visit_number == data.visit_number)
+def _upsert_visit(db: FastSQL, patient_pk: int, data: VisitData) -> int:
+    row = db.one(
+        "INSERT INTO visits (patient_pk, visit_number, patient_class, location, department,"
+        " attending_doctor, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (patient_pk, visit_number) DO UPDATE SET"
+        " patient_class = excluded.patient_class, location = excluded.location,"
+        " department = excluded.department, attending_doctor = excluded.attending_doctor,"
+        " updated_at = excluded.updated_at RETURNING id",
+        [
+            patient_pk,
+            data.visit_number[:64],
+            data.patient_class[:8],
+            data.location[:64],
+            data.department[:64],
+            _person(data.attending_doctor)[:200],
+            db.now(),
+        ],
     )
-    if row is None:
-        row = Visit(patient_pk=patient.id, visit_number=data.visit_number[:64])
-        session.add(row)
-    row.patient_class = data.patient_class[:8]
-    row.location = data.location[:64]
-    row.department = data.department[:64]
-    row.attending_doctor = _person(data.attending_doctor)[:200]
-    row.updated_at = utcnow()
-    session.flush()
-    return row
+    assert row is not None
+    return int(row[0])
 
 
-def _find_order(session: Session, data: OrderData) -> Order | None:
-    if data.placer_order_number:
-        found = session.scalar(
-            select(Order).where(Order.placer_number == data.placer_order_number).limit(1)
+def _find_order(db: FastSQL, data: OrderData) -> int | None:
+    """The order with this placer number, else filler number, else accession number."""
+    placer, filler = data.placer_order_number, data.filler_order_number
+    if placer and filler:
+        rows = db.rows(
+            "SELECT id, placer_number FROM orders WHERE placer_number = ? OR filler_number = ?"
+            " ORDER BY id LIMIT 4",
+            [placer, filler],
         )
-        if found is not None:
-            return found
-    if data.filler_order_number:
-        found = session.scalar(
-            select(Order).where(Order.filler_number == data.filler_order_number).limit(1)
+        if rows:
+            by_placer = [r for r in rows if r[1] == placer]
+            return int((by_placer or rows)[0][0])
+    elif placer or filler:
+        column = "placer_number" if placer else "filler_number"
+        row = db.one(
+            f"SELECT id FROM orders WHERE {column} = ? ORDER BY id LIMIT 1", [placer or filler]
         )
-        if found is not None:
-            return found
+        if row is not None:
+            return int(row[0])
     if data.accession_number:
-        return session.scalar(
-            select(Order)
-            .join(RequestedProcedure, RequestedProcedure.order_pk == Order.id)
-            .where(RequestedProcedure.accession_number == data.accession_number)
-            .limit(1)
+        row = db.one(
+            "SELECT order_pk FROM requested_procedures WHERE accession_number = ?"
+            " ORDER BY id LIMIT 1",
+            [data.accession_number],
         )
+        return int(row[0]) if row is not None else None
     return None
 
 
@@ -122,127 +125,121 @@ def _rp_id(data: OrderData) -> str:
 
 
 def _history(
-    session: Session,
-    order: Order,
-    step: ScheduledStep | None,
-    status: str,
-    source: str,
-    ctx: Context,
+    db: FastSQL, order_pk: int, step_pk: int | None, status: str, source: str, ctx: Context
 ) -> None:
-    session.add(
-        StatusChange(
-            order_pk=order.id,
-            step_pk=step.id if step is not None else None,
-            status=status,
-            source=source[:32],
-            message_pk=ctx.message_pk,
-            at=utcnow(),
-        )
+    db.execute(
+        "INSERT INTO order_status_history (order_pk, step_pk, status, source, message_pk, at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [order_pk, step_pk, status, source[:32], ctx.message_pk, db.now()],
     )
 
 
-def apply_orders(session: Session, msg: OrderMessage, ctx: Context) -> None:
-    patient = upsert_patient(session, msg.patient)
-    visit = _upsert_visit(session, patient, msg.visit) if msg.visit is not None else None
+def apply_orders(db: FastSQL, msg: OrderMessage, ctx: Context) -> None:
+    patient = upsert_patient(db, msg.patient)
+    visit = _upsert_visit(db, patient, msg.visit) if msg.visit is not None else None
     sender = msg.header.sending_application[:64]
-    seen: dict[tuple[str, str], Order] = {}
+    seen: dict[tuple[str, str], int] = {}
     for data in msg.orders:
         key = (data.placer_order_number, data.filler_order_number)
-        order = seen.get(key) or _find_order(session, data)
+        order = seen.get(key) or _find_order(db, data)
         control = data.order_control
-        if control in CREATE_CONTROLS or (
-            order is None and control == "SC" and data.procedure_code
-        ):
-            order = _upsert_order(session, order, patient, visit, sender, data, ctx)
-            seen[key] = order
+        creates = order is None and control == "SC" and bool(data.procedure_code)
+        if control in CREATE_CONTROLS or creates:
+            seen[key] = _upsert_order(db, order, patient, visit, sender, data, ctx)
             continue
         if order is None:
             raise HL7Error("AE", "unknown order", "ORC", 2, hl7_code=UNKNOWN_ORDER)
         seen[key] = order
-        _set_status(session, order, data.step_status, f"HL7 {control}", ctx)
+        _set_status(db, order, data.step_status, control, ctx)
 
 
-def _set_status(session: Session, order: Order, status: str, source: str, ctx: Context) -> None:
+def _set_status(db: FastSQL, order_pk: int, status: str, control: str, ctx: Context) -> None:
     """Order-level status change: every step of the order follows."""
-    now = utcnow()
-    order.status = status
-    order.last_control = source[-2:]
-    order.updated_at = now
-    steps = session.scalars(
-        select(ScheduledStep)
-        .join(RequestedProcedure, ScheduledStep.rp_pk == RequestedProcedure.id)
-        .where(RequestedProcedure.order_pk == order.id)
+    now = db.now()
+    db.update("orders", order_pk, {"status": status, "last_control": control, "updated_at": now})
+    db.execute(
+        "UPDATE scheduled_steps SET status = ?, updated_at = ? WHERE rp_pk IN"
+        " (SELECT id FROM requested_procedures WHERE order_pk = ?)",
+        [status, now, order_pk],
     )
-    for step in steps:
-        if step.status != status:
-            step.status = status
-            step.updated_at = now
-    session.flush()
-    _history(session, order, None, status, source, ctx)
+    _history(db, order_pk, None, status, f"HL7 {control}", ctx)
 
 
 def _upsert_order(
-    session: Session,
-    order: Order | None,
-    patient: OrderPatient,
-    visit: Visit | None,
+    db: FastSQL,
+    order_pk: int | None,
+    patient_pk: int,
+    visit_pk: int | None,
     sender: str,
     data: OrderData,
     ctx: Context,
-) -> Order:
-    now = utcnow()
+) -> int:
+    now = db.now()
     status = data.step_status
-    if order is None:
-        order = Order(
-            patient_pk=patient.id,
+    values: dict[str, object] = {
+        "patient_pk": patient_pk,
+        "status": status,
+        "last_control": data.order_control,
+        "priority": data.priority,
+        "requesting_physician": _person(data.requesting_physician)[:200],
+        "reason": data.reason[:256],
+        "updated_at": now,
+    }
+    if visit_pk is not None:
+        values["visit_pk"] = visit_pk
+    if order_pk is None:
+        values.update(
             placer_number=data.placer_order_number[:64],
             filler_number=data.filler_order_number[:64],
             sending_application=sender,
             created_at=now,
         )
-        session.add(order)
+        order_pk = db.insert("orders", values)
+        rp_pk = _insert_rp(db, order_pk, data)
+        step_pk = _insert_step(db, rp_pk, data, status, ctx)
     else:
-        order.patient_pk = patient.id
-        order.placer_number = order.placer_number or data.placer_order_number[:64]
-        order.filler_number = order.filler_number or data.filler_order_number[:64]
-    order.visit_pk = visit.id if visit is not None else order.visit_pk
-    order.status = status
-    order.last_control = data.order_control
-    order.priority = data.priority
-    order.requesting_physician = _person(data.requesting_physician)[:200]
-    order.reason = data.reason[:256]
-    order.updated_at = now
-    session.flush()
-    rp = _upsert_rp(session, order, data)
-    step = _upsert_step(session, rp, data, status, ctx)
-    _history(session, order, step, status, f"HL7 {data.order_control}", ctx)
-    return order
+        db.update("orders", order_pk, values)
+        rp_pk = _upsert_rp(db, order_pk, data)
+        step_pk = _upsert_step(db, rp_pk, data, status, ctx)
+    _history(db, order_pk, step_pk, status, f"HL7 {data.order_control}", ctx)
+    return order_pk
 
 
-def _upsert_rp(session: Session, order: Order, data: OrderData) -> RequestedProcedure:
-    rp_id = _rp_id(data)
-    rp = session.scalar(
-        select(RequestedProcedure).where(
-            RequestedProcedure.order_pk == order.id,
-            RequestedProcedure.requested_procedure_id == rp_id,
-        )
-    )
-    if rp is None:
-        rp = RequestedProcedure(
-            order_pk=order.id,
-            requested_procedure_id=rp_id,
-            study_instance_uid=data.study_instance_uid or generate_uid(),
-        )
-        session.add(rp)
-    elif data.study_instance_uid:
-        rp.study_instance_uid = data.study_instance_uid
-    rp.accession_number = accession_of(data)
+def _rp_values(data: OrderData) -> dict[str, object]:
+    values: dict[str, object] = {"accession_number": accession_of(data)}
     if data.procedure_code or data.procedure_text:
-        rp.procedure_code = data.procedure_code[:64]
-        rp.procedure_text = data.procedure_text[:256]
-        rp.coding_system = data.procedure_coding_system[:64]
-    session.flush()
-    return rp
+        values.update(
+            procedure_code=data.procedure_code[:64],
+            procedure_text=data.procedure_text[:256],
+            coding_system=data.procedure_coding_system[:64],
+        )
+    if data.study_instance_uid:
+        values["study_instance_uid"] = data.study_instance_uid[:64]
+    return values
+
+
+def _insert_rp(db: FastSQL, order_pk: int, data: OrderData) -> int:
+    values: dict[str, object] = {
+        "order_pk": order_pk,
+        "requested_procedure_id": _rp_id(data),
+        "study_instance_uid": generate_uid(),
+        "procedure_code": "",
+        "procedure_text": "",
+        "coding_system": "",
+    }
+    values.update(_rp_values(data))
+    return db.insert("requested_procedures", values)
+
+
+def _upsert_rp(db: FastSQL, order_pk: int, data: OrderData) -> int:
+    row = db.one(
+        "SELECT id FROM requested_procedures WHERE order_pk = ? AND requested_procedure_id = ?",
+        [order_pk, _rp_id(data)],
+    )
+    if row is None:
+        return _insert_rp(db, order_pk, data)
+    db.update("requested_procedures", int(row[0]), _rp_values(data))
+    return int(row[0])
 
 
 def _split_start(start: datetime | None) -> tuple[str, str]:
@@ -251,31 +248,62 @@ def _split_start(start: datetime | None) -> tuple[str, str]:
     return when.strftime("%Y%m%d"), when.strftime("%H%M%S")
 
 
-def _upsert_step(
-    session: Session, rp: RequestedProcedure, data: OrderData, status: str, ctx: Context
-) -> ScheduledStep:
-    step_id = (data.scheduled_step_id or rp.requested_procedure_id)[:16]
-    step = session.scalar(
-        select(ScheduledStep).where(ScheduledStep.rp_pk == rp.id, ScheduledStep.step_id == step_id)
+def _step_values(data: OrderData, status: str, ctx: Context, db: FastSQL) -> dict[str, object]:
+    """Step columns the message sets (empty message values keep the stored ones)."""
+    values: dict[str, object] = {
+        "protocol_code": data.protocol_code[:64],
+        "protocol_text": data.protocol_text[:256],
+        "protocol_scheme": data.protocol_coding_system[:64],
+        "status": status,
+        "updated_at": db.now(),
+    }
+    if data.scheduled_start is not None:
+        values["start_date"], values["start_time"] = _split_start(data.scheduled_start)
+    if data.modality:
+        values["modality"] = data.modality[:16]
+    station = data.scheduled_station_ae or ctx.stations_by_modality.get(data.modality, "")
+    if station:
+        values["station_ae"] = station[:170]
+    for column, value in (
+        ("station_name", data.scheduled_station_name[:170]),
+        ("location", data.scheduled_location[:64]),
+        ("description", (data.protocol_text or data.procedure_text)[:256]),
+    ):
+        if value:
+            values[column] = value
+    return values
+
+
+def _step_id(data: OrderData, rp_id: str) -> str:
+    return (data.scheduled_step_id or rp_id)[:16]
+
+
+def _insert_step(db: FastSQL, rp_pk: int, data: OrderData, status: str, ctx: Context) -> int:
+    start_date, start_time = _split_start(data.scheduled_start)
+    values: dict[str, object] = {
+        "rp_pk": rp_pk,
+        "step_id": _step_id(data, _rp_id(data)),
+        "modality": "",
+        "station_ae": "",
+        "station_name": "",
+        "location": "",
+        "start_date": start_date,
+        "start_time": start_time,
+        "description": "",
+    }
+    values.update(_step_values(data, status, ctx, db))
+    return db.insert("scheduled_steps", values)
+
+
+def _upsert_step(db: FastSQL, rp_pk: int, data: OrderData, status: str, ctx: Context) -> int:
+    row = db.one(
+        "SELECT id FROM scheduled_steps WHERE rp_pk = ? AND step_id = ?",
+        [rp_pk, _step_id(data, _rp_id(data))],
     )
-    if step is None:
-        step = ScheduledStep(rp_pk=rp.id, step_id=step_id)
-        session.add(step)
-    if data.scheduled_start is not None or not step.start_date:
-        step.start_date, step.start_time = _split_start(data.scheduled_start)
-    step.modality = data.modality or step.modality
-    station = data.scheduled_station_ae or ctx.stations_by_modality.get(step.modality, "")
-    step.station_ae = station[:170] or step.station_ae
-    step.station_name = data.scheduled_station_name[:170] or step.station_name
-    step.location = data.scheduled_location[:64] or step.location
-    step.description = (data.protocol_text or data.procedure_text)[:256] or step.description
-    step.protocol_code = data.protocol_code[:64]
-    step.protocol_text = data.protocol_text[:256]
-    step.protocol_scheme = data.protocol_coding_system[:64]
-    step.status = status
-    step.updated_at = utcnow()
-    session.flush()
-    return step
+    if row is None:
+        return _insert_step(db, rp_pk, data, status, ctx)
+    db.update("scheduled_steps", int(row[0]), _step_values(data, status, ctx, db))
+    return int(row[0])
 
 
 def stations_by_modality(peers: list[tuple[str, str | None]]) -> dict[str, str]:
@@ -287,10 +315,4 @@ def stations_by_modality(peers: list[tuple[str, str | None]]) -> dict[str, str]:
     return {m: "\\".join(titles) for m, titles in out.items()}
 
 
-__all__ = [
-    "Context",
-    "StepStatus",
-    "accession_of",
-    "apply",
-    "stations_by_modality",
-]
+__all__ = ["Context", "accession_of", "apply", "stations_by_modality"]

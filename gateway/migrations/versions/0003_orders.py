@@ -39,12 +39,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("hl7_messages", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_hl7_messages_message_type"), ["message_type"], unique=False
-        )
-        batch_op.create_index(
             batch_op.f("ix_hl7_messages_received_at"), ["received_at"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_hl7_messages_status"), ["status"], unique=False)
 
     op.create_table(
         "order_patients",
@@ -110,8 +106,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("patient_pk", "visit_number", name="uq_visit"),
     )
-    with op.batch_alter_table("visits", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_visits_patient_pk"), ["patient_pk"], unique=False)
 
     op.create_table(
         "orders",
@@ -142,7 +136,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_orders_filler", ["filler_number"], unique=False)
         batch_op.create_index(batch_op.f("ix_orders_patient_pk"), ["patient_pk"], unique=False)
         batch_op.create_index("ix_orders_placer", ["placer_number"], unique=False)
-        batch_op.create_index(batch_op.f("ix_orders_status"), ["status"], unique=False)
 
     op.create_table(
         "requested_procedures",
@@ -166,9 +159,6 @@ def upgrade() -> None:
             batch_op.f("ix_requested_procedures_accession_number"),
             ["accession_number"],
             unique=False,
-        )
-        batch_op.create_index(
-            batch_op.f("ix_requested_procedures_order_pk"), ["order_pk"], unique=False
         )
         batch_op.create_index(
             batch_op.f("ix_requested_procedures_study_instance_uid"),
@@ -201,7 +191,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("rp_pk", "step_id", name="uq_step"),
     )
     with op.batch_alter_table("scheduled_steps", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_scheduled_steps_rp_pk"), ["rp_pk"], unique=False)
         batch_op.create_index("ix_steps_date", ["start_date"], unique=False)
         batch_op.create_index("ix_steps_modality_date", ["modality", "start_date"], unique=False)
         batch_op.create_index("ix_steps_station_date", ["station_ae", "start_date"], unique=False)
@@ -273,24 +262,19 @@ def downgrade() -> None:
         batch_op.drop_index("ix_steps_station_date")
         batch_op.drop_index("ix_steps_modality_date")
         batch_op.drop_index("ix_steps_date")
-        batch_op.drop_index(batch_op.f("ix_scheduled_steps_rp_pk"))
 
     op.drop_table("scheduled_steps")
     with op.batch_alter_table("requested_procedures", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_requested_procedures_study_instance_uid"))
-        batch_op.drop_index(batch_op.f("ix_requested_procedures_order_pk"))
         batch_op.drop_index(batch_op.f("ix_requested_procedures_accession_number"))
 
     op.drop_table("requested_procedures")
     with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_orders_status"))
         batch_op.drop_index("ix_orders_placer")
         batch_op.drop_index(batch_op.f("ix_orders_patient_pk"))
         batch_op.drop_index("ix_orders_filler")
 
     op.drop_table("orders")
-    with op.batch_alter_table("visits", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_visits_patient_pk"))
 
     op.drop_table("visits")
     with op.batch_alter_table("order_patient_ids", schema=None) as batch_op:
@@ -303,8 +287,6 @@ def downgrade() -> None:
 
     op.drop_table("order_patients")
     with op.batch_alter_table("hl7_messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_hl7_messages_status"))
         batch_op.drop_index(batch_op.f("ix_hl7_messages_received_at"))
-        batch_op.drop_index(batch_op.f("ix_hl7_messages_message_type"))
 
     op.drop_table("hl7_messages")
