@@ -210,6 +210,24 @@ def norms_export(obj: Context, target: str) -> None:
 
 
 @main.group()
+def costs() -> None:
+    """Cost records."""
+
+
+@costs.command("recost")
+@click.option("--from", "date_from", required=True, help="First study date, YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True, help="Last study date, YYYY-MM-DD.")
+@click.option("--reason", required=True, help="Why (recorded on each new revision).")
+@click.option("--user", default=None, help="Who (default: the login name).")
+@click.pass_obj
+def costs_recost(obj: Context, date_from: str, date_to: str, reason: str, user: str | None) -> None:
+    """Cost the period's studies again; a new revision only where the figures change."""
+    from gateway.costing.cli import recost_period
+
+    sys.exit(recost_period(obj.settings, date_from, date_to, reason, user))
+
+
+@main.group()
 def report() -> None:
     """Billing reports."""
 

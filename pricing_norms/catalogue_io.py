@@ -525,16 +525,21 @@ def _records(catalogue: Catalogue, table: _Table) -> Iterator[list[object]]:
         yield [getattr(item, column.name) for column in table.columns]
 
 
+#: Tables that hold official figures (codes, decided prices) even in an illustrative
+#: catalogue; the others (norms, staff rates, equipment) are labelled with it.
+_OFFICIAL_TABLES = frozenset({"services", "prices"})
+
+
 def _file_name(catalogue: Catalogue, table: _Table) -> str:
-    labelled = catalogue.has_illustrative and table.name in {"norm_sets", "norm_lines"}
+    labelled = catalogue.has_illustrative and table.name not in _OFFICIAL_TABLES
     return f"{table.name}_ILLUSTRATIVE.csv" if labelled else f"{table.name}.csv"
 
 
 def export_csv_dir(catalogue: Catalogue, directory: str | Path) -> list[Path]:
     """Write one CSV per table (UTF-8) and return the paths.
 
-    When the catalogue holds illustrative norm sets, the norm files are named
-    ``norm_sets_ILLUSTRATIVE.csv`` / ``norm_lines_ILLUSTRATIVE.csv``.
+    When the catalogue holds illustrative norm sets, every file except services and
+    prices is named ``<table>_ILLUSTRATIVE.csv`` (as in ``pricing_norms/data``).
     """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)

@@ -157,3 +157,50 @@ def test_unmapped_listed_then_costed_after_fix(database: Database, tmp_path: Pat
     assert outcome.created and outcome.record is not None
     assert outcome.record.service_code == "18.0149.0040"
     assert row is not None and row.resolved_at is not None
+
+
+def test_norm_revision_recost_cli(db_url: str, database: Database, tmp_path: Path) -> None:
+    """A revised norm (BS 20 -> 25 min from 2025-07-01) is imported; `risgate costs recost`
+    adds revision 2 only where the figures change. BS 25 x 737.90 = 18,447.5 -> 18,448, so
+    NHAN_CONG 11,833 + 5,185 + 18,448 = 35,466 and full cost 345,466."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+    from pricing_norms.example import EXAMPLE_DATA_DIR
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'data_dir = "{tmp_path}/var"\n[database]\nurl = "{db_url}"\n[costing]\n'
+        'use_example_mapping = true\n[[costing.rules]]\nrule_id = "ct-abd"\n'
+        'service_code = "18.0220.0041"\nmodality = "CT"\npriority = 1\n'
+        'body_parts = ["ABDOMEN"]\n'
+    )
+    service = make_service(database, tmp_path)
+    import_example(database)
+    june = add_study(database, study_date="20250615")
+    july = add_study(database, study_date="20250710")
+    _run_cost_jobs(service)
+    assert _records(database, july)[0].full_cost == CT_2025_FULL_COST
+
+    revised = tmp_path / "revised"
+    shutil.copytree(EXAMPLE_DATA_DIR, revised, ignore=shutil.ignore_patterns("*.md"))
+    lines = revised / "norm_lines_ILLUSTRATIVE.csv"
+    old = "DM-MINHHOA-CT-2025,18.0220.0041,NHAN_CONG,BS,Bác sĩ chẩn đoán hình ảnh,phút,20,"
+    text = lines.read_text(encoding="utf-8")
+    assert old in text
+    lines.write_text(text.replace(old, old.replace(",20,", ",25,")), encoding="utf-8")
+    runner = CliRunner()
+    r = runner.invoke(main, ["--config", str(cfg), "norms", "import", str(revised)])
+    assert r.exit_code == 0, r.output
+    args = ["--config", str(cfg), "costs", "recost", "--from", "2025-06-01", "--to", "2025-07-31"]
+    r = runner.invoke(main, [*args, "--reason", "norm decision 2025/12", "--user", "admin"])
+    assert r.exit_code == 0, r.output
+    assert "2 studies checked, 1 new revisions" in r.output
+    assert [x.revision for x in _records(database, june)] == [1]
+    first, second = _records(database, july)
+    assert (first.full_cost, second.full_cost) == (CT_2025_FULL_COST, 345_466)
+    assert second.nhan_cong == 35_466 and second.reason == "norm decision 2025/12"
+    assert second.created_by == "admin"
+    assert second.catalogue_import_pk != first.catalogue_import_pk

@@ -138,6 +138,8 @@ def test_cli_import_export_roundtrip(db_url: str, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["--config", str(cfg), "norms", "export", str(tmp_path / "dir")])
     assert r.exit_code == 0, r.output
+    exported = sorted(p.name for p in (tmp_path / "dir").iterdir())
+    assert "equipment_ILLUSTRATIVE.csv" in exported and "prices.csv" in exported
     bad = tmp_path / "dir" / "prices.csv"
     bad.write_text(bad.read_text().replace("663400", "-663400"))
     r = runner.invoke(main, ["--config", str(cfg), "norms", "import", str(tmp_path / "dir")])

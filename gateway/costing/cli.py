@@ -129,3 +129,60 @@ def export_report(
     if xml2_path is not None:
         click.echo(f"contrast agents (XML2) written to {xml2_path}")
     return 0
+
+
+def recost_period(
+    settings: Settings, date_from: str, date_to: str, reason: str, user: str | None
+) -> int:
+    """Cost again every study costed in the period (after a norm or mapping change).
+
+    A study gets a new revision only when its figures change; each study is its own
+    transaction.
+    """
+    from sqlalchemy import select
+
+    from gateway.costing.models import CostRecordRow
+    from gateway.costing.recording import Mappers, record_cost
+    from gateway.models import Study
+    from gateway.store import InstanceStore
+
+    try:
+        first, last = parse_day(date_from, "--from"), parse_day(date_to, "--to")
+    except ReportError as exc:
+        click.echo(str(exc), err=True)
+        return 2
+    if len(reason.strip()) < 3:
+        click.echo("--reason is required", err=True)
+        return 2
+    db = _database(settings)
+    mappers = Mappers.from_settings(settings.costing)
+    store = InstanceStore(settings.store_path, fsync=False)
+    changed = 0
+    try:
+        with db.sessions() as session:
+            study_pks = list(
+                session.scalars(
+                    select(CostRecordRow.study_pk)
+                    .where(CostRecordRow.study_date >= first, CostRecordRow.study_date <= last)
+                    .distinct()
+                )
+            )
+        with click.progressbar(study_pks, label="recost") as bar:
+            for study_pk in bar:
+                with db.session() as session:
+                    study = session.get(Study, study_pk)
+                    if study is None:
+                        continue
+                    outcome = record_cost(
+                        session,
+                        study,
+                        mappers,
+                        reason=reason.strip(),
+                        created_by=user or getpass.getuser(),
+                        store=store,
+                    )
+                    changed += 1 if outcome.created else 0
+    finally:
+        db.dispose()
+    click.echo(f"{len(study_pks)} studies checked, {changed} new revisions")
+    return 0

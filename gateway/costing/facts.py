@@ -124,7 +124,9 @@ def _from_files(
 
 
 def _order_table() -> Table | None:
-    """The table holding accession number + procedure code, if the order module is loaded."""
+    """The table holding accession number + procedure code, if the order module exists."""
+    import gateway.all_models  # noqa: F401  (registers every model module's tables)
+
     for name in ("requested_procedures", "orders"):
         table = Base.metadata.tables.get(name)
         if table is not None and {"accession_number", "procedure_code"} <= set(table.c.keys()):
