@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,26 @@ log = logging.getLogger(__name__)
 
 # Status codes a C-STORE SCP may answer that still mean "stored" (PS3.4 B.2.3).
 _SUCCESS = {0x0000, 0xB000, 0xB007, 0xB006}
+
+
+class _HeldCheckpoint(threading.Event):
+    """Keeps pynetdicom's association reactor paused for the association's life.
+
+    pynetdicom's ``send_c_store`` pauses its reactor thread per message, but a fast
+    second send can start before the reactor has noticed the resume, and the reactor
+    then takes the C-STORE response ("Received unexpected C-STORE service message")
+    while the sender waits until the DIMSE timeout (measured here: 30 s stalls under
+    load; the race of pynetdicom issue #435). This SCU expects no incoming requests, so
+    the reactor stays paused until the association is released.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = True
+
+    def set(self) -> None:
+        if not self.hold:
+            super().set()
 
 
 class SendError(Exception):
@@ -66,6 +87,11 @@ class StoreSCU:
         sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        checkpoint = _HeldCheckpoint()
+        assoc._reactor_checkpoint = checkpoint  # pause the reactor (see _HeldCheckpoint)
+        deadline = time.monotonic() + self.timeout_s
+        while not assoc._is_paused and time.monotonic() < deadline:
+            time.sleep(0.0005)
         self._contexts = set(contexts)
         return assoc
 
@@ -106,17 +132,24 @@ class StoreSCU:
                 results.append(f"C-STORE status 0x{code:04X} {comment}".strip())
         self._last_used = time.monotonic()
         if any(r is not None for r in results):
-            self.close()
+            self.close(graceful=False)
         return results
 
-    def close(self) -> None:
-        if self._assoc is not None:
-            try:
-                if self._assoc.is_established:
-                    self._assoc.release()
-            except Exception:  # closing a broken association
-                log.debug("association close failed", exc_info=True)
-            self._assoc = None
+    def close(self, *, graceful: bool = True) -> None:
+        """Release the association (abort it after an error: the peer may be gone)."""
+        assoc, self._assoc = self._assoc, None
+        if assoc is None:
+            return
+        checkpoint = assoc._reactor_checkpoint
+        if isinstance(checkpoint, _HeldCheckpoint):
+            checkpoint.hold = False
+        try:
+            if assoc.is_established and graceful:
+                assoc.release()
+            else:
+                assoc.abort()
+        except Exception:  # closing a broken association
+            log.debug("association close failed", exc_info=True)
 
 
 __all__ = ["SendError", "StoreSCU", "build_context"]

@@ -1,0 +1,117 @@
+"""Forward benchmark: time until a 500-instance CT study is complete in Orthanc, sent
+(a) by storescu straight to Orthanc, (b) by storescu to the gateway, which forwards it.
+
+Prints one JSON line: ``direct_s``, ``gateway_s`` and ``ratio`` (gateway_s / direct_s).
+Usage: .venv/bin/python -m bench.forward [--instances N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import emit, storescu_send
+from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from tests.support.ctgen import make_ct_study
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.net import free_port
+
+
+def _count(orthanc: LocalOrthanc) -> int:
+    with orthanc.client() as c:
+        return int(c.get("/statistics").json()["CountInstances"])
+
+
+def _wait_complete(orthanc: LocalOrthanc, n: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while _count(orthanc) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError("study never completed in Orthanc")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--instances", type=int, default=500)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--protocol", choices=["dicom", "rest"], default="dicom")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="risgate-bench-fwd-"))
+    n = args.instances
+    _, direct_files = make_ct_study(work / "direct", n, accession="DIRECT")
+    _, gw_files = make_ct_study(work / "gw", n, accession="VIAGW")
+
+    def orthanc(name: str) -> LocalOrthanc:
+        server = LocalOrthanc(
+            OrthancConfig(work_dir=work / name, http_port=free_port(), dicom_port=free_port())
+        )
+        server.start()
+        return server
+
+    direct = orthanc("orthanc-direct")
+    try:
+        start = time.perf_counter()
+        storescu_send(direct.config.dicom_port, direct_files, "ORTHANC")
+        _wait_complete(direct, n)
+        direct_s = time.perf_counter() - start
+    finally:
+        direct.stop()
+
+    pacs = orthanc("orthanc-gw")
+    cfg = pacs.config
+    gw = GatewayProcess(
+        work / "gateway",
+        f"sqlite:///{work / 'gateway' / 'risgate.db'}",
+        {
+            "dicom": {"processes": args.processes},
+            "log": {"level": "WARNING"},
+            "forward": {
+                "destinations": [
+                    {
+                        "name": "pacs",
+                        "protocol": args.protocol,
+                        "host": "127.0.0.1",
+                        "port": cfg.dicom_port,
+                        "ae_title": cfg.aet,
+                        "url": cfg.url,
+                        "username": cfg.username,
+                        "password": cfg.password,
+                    }
+                ]
+            },
+        },
+    )
+    gw.start()
+    try:
+        start = time.perf_counter()
+        send_s = storescu_send(gw.dicom_port, gw_files, "RISGATE")
+        _wait_complete(pacs, n)
+        gateway_s = time.perf_counter() - start
+    finally:
+        gw.stop()
+        pacs.stop()
+        problems = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
+        for line in problems[:10]:
+            print(line, file=sys.stderr)
+        if problems:
+            print(f"logs kept in {work}", file=sys.stderr)
+            return
+    emit(
+        {
+            "bench": "forward",
+            "instances": n,
+            "direct_s": round(direct_s, 2),
+            "gateway_s": round(gateway_s, 2),
+            "gateway_receive_s": round(send_s, 2),
+            "ratio": round(gateway_s / direct_s, 2),
+        }
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
