@@ -26,6 +26,7 @@ from gateway.orders.fastsql import Conflict, FastSQL
 from gateway.orders.models import HL7MessageRow, MessageStatus
 from gateway.orders.persist import Context, apply, stations_by_modality
 from gateway.settings import Settings
+from hl7.ack import build_ack
 from hl7.errors import APPLICATION_INTERNAL_ERROR, HL7Error
 from hl7.inbound import Inbound, receive
 from hl7.message import Message
@@ -77,7 +78,10 @@ class HL7Handler:
             error = HL7Error(
                 "AE", "message could not be stored", hl7_code=APPLICATION_INTERNAL_ERROR
             )
-            return inbound.ack("AE", error=error)
+            try:
+                return inbound.ack("AE", error=error)
+            except Exception:  # an ACK addressed from the message failed: a bare one
+                return build_ack(None, "AE", error)
         return ack
 
     def _insert(

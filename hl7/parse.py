@@ -180,6 +180,8 @@ def parse_header(raw: bytes | str) -> Message | None:
     line = raw[start:]
     for term in (b"\r", b"\n"):
         line = line.split(term, 1)[0]
+    if len(line) < 8:  # "MSH" then a segment terminator: no separators to salvage
+        return None
     fsep = chr(line[3])
     if not _valid_separator(fsep):
         return None

@@ -84,6 +84,7 @@ def _broken() -> dict[str, tuple[bytes, str]]:
     start = f"TQ1|1||||||{TODAY}080000"
     return {
         "no MSH": (ok.split("\r", 1)[1].encode(), "AR"),
+        "MSH then a terminator": (ok.replace("MSH|", "MSH\r", 1).encode(), "AR"),
         "wrong field separator": (ok.replace("MSH|", "MSH\x01", 1).encode(), "AR"),
         "truncated message": (VALID[: VALID.index(b"ORC|") + 6], "AE"),
         "unknown event": (ok.replace("ORM^O01^ORM_O01", "ORM^O99").encode(), "AR"),
