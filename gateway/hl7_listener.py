@@ -65,11 +65,7 @@ class HL7Handler:
         header = inbound.message or parse_header(raw)
         key = dedup_key(header)
         try:
-            if inbound.accepted:
-                ack = self._store_accepted(inbound, header, key, peer)
-            else:
-                assert inbound.error is not None
-                ack = self._store_refused(inbound, header, key, peer, inbound.error)
+            ack = self._store(inbound, header, key, peer)
         except _Duplicate as dup:
             log.info("repeated HL7 message: stored ACK sent again")
             return dup.ack
@@ -83,6 +79,22 @@ class HL7Handler:
             except Exception:  # an ACK addressed from the message failed: a bare one
                 return build_ack(None, "AE", error)
         return ack
+
+    def _store(self, inbound: Inbound, header: Message | None, key: str | None, peer: str) -> bytes:
+        """Store (and apply); one retry when a concurrent message took a key first."""
+        for attempt in (1, 2):
+            try:
+                if inbound.accepted:
+                    return self._store_accepted(inbound, header, key, peer)
+                assert inbound.error is not None
+                return self._store_refused(inbound, header, key, peer, inbound.error)
+            except (Conflict, IntegrityError):
+                if attempt == 2:
+                    raise
+                # e.g. two messages creating the same new patient on two connections
+                # (PostgreSQL): the second sees the first's rows on its retry.
+                log.info("HL7 %s met a concurrent insert: retried", _type(header))
+        raise AssertionError("unreachable")
 
     def _insert(
         self,

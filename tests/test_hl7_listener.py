@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -218,3 +219,54 @@ def test_order_survives_sigkill_after_ack(gateway_factory: type, tmp_path: Path)
     gw.start()
     items = findscu(gw.dicom_port, tmp_path / "rsp", {"AccessionNumber": "AV1"})
     assert [str(i.PatientName) for i in items] == ["NGUYỄN^VĂN AN"]
+
+
+@pytest.mark.integration
+def test_concurrent_connections_same_new_patients(
+    database: Database, listener: HL7Listener
+) -> None:
+    """Four connections create orders for the same new patients at once: all AA, no twin."""
+
+    def sender(n: int) -> list[str]:
+        client = Client(listener.port)
+        try:
+            return [
+                ack_code(
+                    client.send(
+                        orm(
+                            f"C{n}-{i}",
+                            patient_id=f"CP{i}",
+                            name="BÙI^THỊ^LAN",
+                            placer=f"CPL{n}-{i}",
+                            accession=f"CA{n}-{i}",
+                            start=f"{TODAY}090000",
+                        )
+                    )
+                )
+                for i in range(8)
+            ]
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(sender, range(4)))
+    assert results == [["AA"] * 8] * 4
+    assert _counts(database) == (8, 32, 32)
+
+
+@pytest.mark.integration
+def test_listener_settings_sources_and_size(database: Database, tmp_path: Path) -> None:
+    """Peers outside hl7.allowed_sources, and frames over hl7.max_message_bytes, get no ACK."""
+    for hl7_cfg in ({"allowed_sources": ["10.0.0.0/8"]}, {"max_message_bytes": 1024}):
+        settings = Settings(data_dir=tmp_path, hl7={"port": 0, **hl7_cfg})
+        lst = HL7Listener(database, settings)
+        lst.start()
+        try:
+            client = Client(lst.port)
+            payload = VALID + b"NTE|1||" + b"x" * 2000 + b"\r"
+            with pytest.raises(ConnectionError):
+                client.send(payload)
+            client.close()
+        finally:
+            lst.stop()
+    assert _messages(database) == []
