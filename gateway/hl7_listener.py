@@ -205,7 +205,11 @@ def _ack_code(ack: bytes) -> str:
 
 
 def _type(header: Message | None) -> str:
-    return f"{header.message_type}^{header.trigger_event}" if header is not None else "(no MSH)"
+    """MSH-9 for logs, cut to code characters: a shifted field must not leak patient data."""
+    if header is None:
+        return "(no MSH)"
+    text = f"{header.message_type}^{header.trigger_event}"
+    return "".join(c for c in text if c.isascii() and (c.isalnum() or c == "^"))[:9]
 
 
 class HL7Listener:
