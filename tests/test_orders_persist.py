@@ -107,6 +107,9 @@ def test_fixture_messages_identifiers_and_steps(handler: HL7Handler, database: D
     assert steps["ACC0001"] == ("SCHEDULED", "CT", "CT_A\\CT_B", "20240315")
     assert steps["ACC0003"][1:3] == ("US", "US_1")
     assert steps["ACC0002"][1:3] == ("DX", "")
+    # MSH-18 8859/1 decoded: the Latin-1 name reaches the worklist unchanged.
+    latin = [i for i in _worklist(database) if i.AccessionNumber == "ACC0100"]
+    assert [str(i.PatientName) for i in latin] == ["MÜLLER^JOSÉ^FRANÇOIS"]
 
 
 def test_status_controls(handler: HL7Handler, database: Database) -> None:
