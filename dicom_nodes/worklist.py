@@ -43,10 +43,11 @@ class WorklistSCP:
             return
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         cfg = self.settings.worklist
+        modality = self.policy.modality_of(calling_ae)
         query = WorklistQuery(
             identifier=identifier,
             calling_ae=calling_ae,
-            calling_modality=self.policy.modality_of(calling_ae),
+            calling_modality=modality.upper() if modality else None,
             modality_from_calling_ae=cfg.modality_from_calling_ae,
             max_results=cfg.max_results,
         )
