@@ -204,3 +204,22 @@ def test_norm_revision_recost_cli(db_url: str, database: Database, tmp_path: Pat
     assert second.nhan_cong == 35_466 and second.reason == "norm decision 2025/12"
     assert second.created_by == "admin"
     assert second.catalogue_import_pk != first.catalogue_import_pk
+
+
+def test_filmless_department(database: Database, tmp_path: Path) -> None:
+    """K02 prints no film: the 2 films (60,000) leave the 2024 CT cost: 308,087."""
+    service = make_service(
+        database, tmp_path, default_department="K02", filmless_departments=["K02"]
+    )
+    import_example(database)
+    uid = add_study(database, study_date="20250310")
+    _run_cost_jobs(service)
+    [rec] = _records(database, uid)
+    assert rec.department == "K02"
+    assert (rec.vat_tu, rec.full_cost) == (166_000, CT_2024_FULL_COST - 60_000)
+    with database.session() as session:
+        doc = session.get(CostRecordDocument, rec.id)
+    assert doc is not None
+    record = CostRecord.from_json(doc.record_json)
+    assert "VT-PHIM-3543" not in {line.item_code for line in record.lines}
+    assert any("filmless" in note for note in record.notes)
