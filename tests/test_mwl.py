@@ -76,6 +76,11 @@ def test_orders_to_worklist_with_changes(gateway: GatewayProcess, tmp_path: Path
     # Wildcards on a Vietnamese name, a date range with modality, time range.
     items = findscu(gateway.dicom_port, out, {"PatientName": "NGUY*"})
     assert _accessions(items) == ["A1"]
+    # A UTF-8 request with Vietnamese letters in the wildcard key.
+    items = findscu(
+        gateway.dicom_port, out, {"SpecificCharacterSet": "ISO_IR 192", "PatientName": "TRẦN^THỊ*"}
+    )
+    assert _accessions(items) == ["A2"]
     items = findscu(
         gateway.dicom_port,
         out,
