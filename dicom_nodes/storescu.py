@@ -105,8 +105,10 @@ class StoreSCU:
             self._assoc = self._open(needed)
         return self._assoc
 
-    def send(self, files: list[tuple[Path, str, str]]) -> list[str | None]:
-        """Send (path, SOP class, transfer syntax) items; returns None or an error per item.
+    def send(self, files: list[tuple[Path | Dataset, str, str]]) -> list[str | None]:
+        """Send (path or dataset, SOP class, transfer syntax) items; None or an error each.
+
+        A path is streamed as stored; a dataset (a coerced copy) is encoded by pynetdicom.
 
         Raises :class:`SendError` if the association cannot be opened at all.
         """

@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session
 from gateway import jobs
 
 STUDY_STABLE = "study.stable"
+STUDY_VERIFIED = "study.verified"  # every destination holds every instance
+STUDY_RELINKED = "study.relinked"  # a person linked the study to an order
+PATIENT_CHANGED = "patient.changed"  # ADT update, merge or identifier change
 
 _subscribers: dict[str, list[str]] = defaultdict(list)
 

@@ -17,10 +17,17 @@ def install_extensions(service: Service) -> None:
     from gateway.costing import jobs as costing_jobs
 
     costing_jobs.install(service)
-    from gateway import forward, verify
+    from gateway import forward, notify, resend, verify
+    from gateway.reconcile import Reconciler
 
-    service.receiver.hooks.append(forward.enqueue_hook(service.settings))
+    # Receive hooks run in the indexing transaction, in this order: match the study to
+    # its order on its first instance, then queue the instance for its destinations.
+    reconciler = Reconciler(service.settings.reconcile)
+    service.receiver.hooks.append(reconciler.on_instance)
+    service.receiver.hooks.append(forward.enqueue_hook(service.settings, reconciler.holds))
     verify.install(service)
+    resend.install(service)
+    notify.install(service)
 
 
 def start_forwarding(service: Service) -> Callable[[], None]:

@@ -13,14 +13,17 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
+from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.storescu import SendError, StoreSCU
 from gateway import jobs
-from gateway.models import Instance, Job, JobState
+from gateway.coerce import CoercionPlan, coerced_dataset, plan_for_study
+from gateway.models import Instance, Job, JobState, Series
 from gateway.pacs_client import OrthancClient, PacsError
 from gateway.receive import StoredInstance
 from gateway.routing import destinations_for
@@ -31,23 +34,37 @@ log = logging.getLogger(__name__)
 KIND = "forward"
 
 
-def enqueue_hook(settings: Settings) -> Callable[[Session, StoredInstance], None]:
-    """Receive hook: queue the new instance for each destination whose rules match."""
+def enqueue_hook(
+    settings: Settings, holds: Callable[[Session, int], bool]
+) -> Callable[[Session, StoredInstance], None]:
+    """Receive hook: queue the new instance for each destination whose rules match.
+
+    ``holds(session, study_pk)`` says whether the study waits for a person (unmatched):
+    its jobs are then HELD until the study is linked.
+    """
     destinations = settings.forward.destinations
 
     def hook(session: Session, stored: StoredInstance) -> None:
-        for name in destinations_for(destinations, stored.meta, stored.calling_ae):
-            jobs.enqueue(session, KIND, str(stored.instance_pk), name, reset_finished=False)
+        names = destinations_for(destinations, stored.meta, stored.calling_ae)
+        if not names:
+            return
+        state = JobState.HELD if holds(session, stored.study_pk) else JobState.PENDING
+        for name in names:
+            jobs.enqueue(
+                session, KIND, str(stored.instance_pk), name, reset_finished=False, state=state
+            )
 
     return hook
 
 
-@dataclass(frozen=True)
+@dataclass
 class Item:
     job_id: int
     path: Path
     sop_class_uid: str
     transfer_syntax: str
+    study_pk: int
+    dataset: Dataset | None = None  # the coerced copy, when the study matched an order
 
 
 class Sender:
@@ -66,12 +83,19 @@ class Sender:
 
     def send(self, items: list[Item]) -> list[str | None]:
         if self.scu is not None:
-            return self.scu.send([(i.path, i.sop_class_uid, i.transfer_syntax) for i in items])
+            return self.scu.send(
+                [(i.dataset or i.path, i.sop_class_uid, i.transfer_syntax) for i in items]
+            )
         assert self.rest is not None
         results: list[str | None] = []
         for item in items:
             try:
-                self.rest.upload(item.path)
+                if item.dataset is not None:
+                    buffer = BytesIO()
+                    item.dataset.save_as(buffer, enforce_file_format=True)
+                    self.rest.upload_bytes(buffer.getvalue())
+                else:
+                    self.rest.upload(item.path)
                 results.append(None)
             except PacsError as exc:
                 results.append(str(exc))
@@ -140,12 +164,15 @@ class ForwardWorker:
                 jobs.fail(session, missing, "instance file or index row is gone", max_attempts=1)
         if not items:
             return len(claimed)
+        failed_coercion = self._coerce(items)
         try:
-            results = sender.send(items)
+            results = sender.send(items) if items else []
         except (SendError, PacsError, OSError) as exc:
             results = [str(exc)] * len(items)
         done = [i.job_id for i, r in zip(items, results, strict=True) if r is None]
         failed: dict[str, list[int]] = {}
+        for job_id, reason in failed_coercion:
+            failed.setdefault(reason, []).append(job_id)
         for item, error in zip(items, results, strict=True):
             if error is not None:
                 failed.setdefault(error, []).append(item.job_id)
@@ -170,6 +197,25 @@ class ForwardWorker:
             )
         return len(claimed)
 
+    def _coerce(self, items: list[Item]) -> list[tuple[int, str]]:
+        """Apply each matched study's order values; drop (and report) what cannot be read."""
+        plans: dict[int, CoercionPlan | None] = {}
+        system = self.service.settings.reconcile.modifying_system
+        with self.service.db.sessions() as session:
+            for study_pk in {i.study_pk for i in items}:
+                plans[study_pk] = plan_for_study(session, study_pk, system)
+        failures = []
+        for item in list(items):
+            plan = plans[item.study_pk]
+            if plan is None:
+                continue
+            try:
+                item.dataset = coerced_dataset(item.path, plan)
+            except Exception as exc:  # an unreadable stored file: report, do not send raw
+                failures.append((item.job_id, f"coercion failed: {type(exc).__name__}"))
+                items.remove(item)
+        return failures
+
 
 def _items(
     session: Session, absolute: Callable[[str], Path], claimed: list[Job]
@@ -178,15 +224,21 @@ def _items(
         return [], []
     by_pk = {int(job.ref): job.id for job in claimed}
     rows = session.execute(
-        select(Instance.id, Instance.path, Instance.sop_class_uid, Instance.transfer_syntax).where(
-            Instance.id.in_(list(by_pk))
+        select(
+            Instance.id,
+            Instance.path,
+            Instance.sop_class_uid,
+            Instance.transfer_syntax,
+            Series.study_pk,
         )
+        .join(Series, Series.id == Instance.series_pk)
+        .where(Instance.id.in_(list(by_pk)))
     ).all()
     items = []
-    for pk, rel, sop_class, syntax in rows:
+    for pk, rel, sop_class, syntax, study_pk in rows:
         path = absolute(rel)
         if path.is_file():
-            items.append(Item(by_pk.pop(pk), path, sop_class, syntax))
+            items.append(Item(by_pk.pop(pk), path, sop_class, syntax, study_pk))
     return items, list(by_pk.values())
 
 

@@ -26,6 +26,7 @@ def enqueue(
     *,
     at: datetime | None = None,
     reset_finished: bool = True,
+    state: str = JobState.PENDING,
 ) -> None:
     """Add a job, or put a finished one back to PENDING (idempotent per key)."""
     now = utcnow()
@@ -33,7 +34,7 @@ def enqueue(
         kind=kind,
         ref=ref,
         destination=destination,
-        state=JobState.PENDING,
+        state=state,
         attempts=0,
         next_attempt_at=at or now,
         last_error="",

@@ -36,6 +36,7 @@ class StudyState:
 
 
 class JobState:
+    HELD = "HELD"  # waiting for a person (e.g. a forward job of an unmatched study)
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     DONE = "DONE"
@@ -133,7 +134,8 @@ class ForwardState:
     PENDING = "PENDING"  # instances still queued for this destination
     SENT = "SENT"  # all sent; the destination cannot be verified (plain DICOM node)
     VERIFIED = "VERIFIED"  # the destination holds every instance
-    INCOMPLETE = "INCOMPLETE"  # verification found missing instances: re-queued
+    INCOMPLETE = "INCOMPLETE"  # missing instances re-queued, or dead jobs
+    HELD = "HELD"  # not sent: the study waits to be linked to an order
 
 
 class StudyForward(Base):

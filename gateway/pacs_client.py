@@ -51,13 +51,21 @@ class OrthancClient:
 
     def upload(self, path: Path) -> str:
         """Store one DICOM file; returns Orthanc's instance id."""
+        return self.upload_bytes(path.read_bytes())
+
+    def upload_bytes(self, data: bytes) -> str:
         result = self._call(
-            "POST",
-            "/instances",
-            content=path.read_bytes(),
-            headers={"Content-Type": "application/dicom"},
+            "POST", "/instances", content=data, headers={"Content-Type": "application/dicom"}
         )
         return str(result.get("ID", "")) if isinstance(result, dict) else ""
+
+    def delete_study(self, study_uid: str) -> bool:
+        """Delete a study (every Orthanc resource with this Study Instance UID)."""
+        deleted = False
+        while (orthanc_id := self.study_id(study_uid)) is not None:
+            self._call("DELETE", f"/studies/{orthanc_id}")
+            deleted = True
+        return deleted
 
     def study_id(self, study_uid: str) -> str | None:
         matches = self._call("POST", "/tools/lookup", content=study_uid)

@@ -163,6 +163,28 @@ class CostingSettings(_Section):
     filmless_default: bool = False
 
 
+class ReconcileSettings(_Section):
+    unmatched: str = Field(default="hold", pattern="^(hold|forward)$")
+    date_window_days: int = Field(default=1, ge=0, le=30)
+    modifying_system: str = "RISGATE"
+
+
+class NotifySettings(_Section):
+    """Results back to the EMR (ORU^R01 over MLLP) once a matched study is verified."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=2576, ge=1, le=65535)
+    version: str = Field(default="2.5", pattern=r"^2\.(3|3\.1|4|5|5\.1)$")
+    sending_facility: str = ""
+    receiving_application: str = "EMR"
+    receiving_facility: str = ""
+    viewer_url_template: str = "{orthanc_url}/app/explorer.html#study?uuid={orthanc_study_id}"
+    send_orm_status: bool = False
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=20, ge=1)
+
+
 class WorkerSettings(_Section):
     poll_interval_s: float = Field(default=1.0, gt=0)
 
@@ -192,6 +214,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     costing: CostingSettings = Field(default_factory=CostingSettings)
     forward: ForwardSettings = Field(default_factory=ForwardSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

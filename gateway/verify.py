@@ -101,6 +101,7 @@ def verify_study(service: Service, study_uid: str) -> bool:
     for dest_name, state, count in states:
         by_dest.setdefault(dest_name, {})[state] = int(count)
     again = False
+    incomplete = False
     for dest in fwd.destinations:
         counts = by_dest.get(dest.name)
         if not counts:
@@ -108,6 +109,21 @@ def verify_study(service: Service, study_uid: str) -> bool:
         expected = sum(counts.values())
         waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.RUNNING, 0)
         dead = counts.get(JobState.DEAD, 0)
+        held = counts.get(JobState.HELD, 0)
+        if held:
+            # Waiting for a person to link the study; linking checks it again.
+            with service.db.session() as session:
+                _record(
+                    session,
+                    study_pk,
+                    dest.name,
+                    ForwardState.HELD,
+                    expected=expected,
+                    found=counts.get(JobState.DONE, 0),
+                    detail=f"{held} held: not matched",
+                )
+            incomplete = True
+            continue
         if waiting:
             with service.db.session() as session:
                 _record(
@@ -132,6 +148,7 @@ def verify_study(service: Service, study_uid: str) -> bool:
                     found=counts.get(JobState.DONE, 0),
                     detail=f"{dead} dead jobs",
                 )
+            incomplete = True
             continue
         if not (fwd.verify and dest.url):
             with service.db.session() as session:
@@ -167,16 +184,19 @@ def verify_study(service: Service, study_uid: str) -> bool:
                 )
                 log.warning("%d instances missing in %s: re-queued", len(missing), dest.name)
                 again = True
-            else:
-                _record(
-                    session,
-                    study_pk,
-                    dest.name,
-                    ForwardState.VERIFIED,
-                    expected=len(wanted),
-                    found=len(wanted),
-                    detail="",
-                )
+                continue
+            _record(
+                session,
+                study_pk,
+                dest.name,
+                ForwardState.VERIFIED,
+                expected=len(wanted),
+                found=len(wanted),
+                detail="",
+            )
+    if by_dest and not again and not incomplete:
+        with service.db.session() as session:
+            events.emit(session, events.STUDY_VERIFIED, study_uid)
     return again
 
 

@@ -6,14 +6,20 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_session
-from gateway.identifiers import is_valid_uid
-from gateway.models import Instance, Patient, Series, Study, StudyForward
+from gateway import reconcile
+from gateway.api.deps import get_service, get_session
+from gateway.identifiers import InvalidIdentifier, is_valid_uid
+from gateway.models import ForwardState, Instance, Patient, Series, Study, StudyForward
+from gateway.notify import viewer_url
+from gateway.orders.models import RequestedProcedure
+from gateway.pacs_client import PacsError
+from gateway.reconcile_models import MatchState, StudyMatch
+from gateway.service import Service
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -22,6 +28,8 @@ _DATE = re.compile(r"^\d{8}$")
 
 class StudySummary(BaseModel):
     study_uid: str
+    match_state: str
+    match_reason: str
     patient_id: str
     patient_name: str
     accession_number: str
@@ -63,6 +71,18 @@ class StudyDetail(StudySummary):
     series: list[SeriesDetail]
     forwarding: list[ForwardDetail]
     purged_at: datetime | None
+    order_accession: str | None
+    viewer_url: str | None
+
+
+class LinkRequest(BaseModel):
+    accession_number: str = Field(min_length=1, max_length=16)
+
+
+class LinkResult(BaseModel):
+    study_uid: str
+    match_state: str
+    accession_number: str
 
 
 def _check_date(value: str | None, name: str) -> None:
@@ -78,12 +98,18 @@ def list_studies(
     modality: Annotated[str | None, Query(max_length=16)] = None,
     patient_id: Annotated[str | None, Query(max_length=64)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
+    matched: Annotated[
+        bool | None, Query(description="false: studies waiting to be linked to an order")
+    ] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudyPage:
     _check_date(date_from, "date_from")
     _check_date(date_to, "date_to")
     query = select(Study.id).join(Patient, Study.patient_pk == Patient.id)
+    if matched is not None:
+        is_matched = select(StudyMatch.study_pk).where(StudyMatch.state == MatchState.MATCHED)
+        query = query.where(Study.id.in_(is_matched) if matched else Study.id.notin_(is_matched))
     if date_from:
         query = query.where(Study.study_date >= date_from)
     if date_to:
@@ -110,7 +136,11 @@ def list_studies(
 
 
 @router.get("/{study_uid}", response_model=StudyDetail)
-def get_study(study_uid: str, session: Annotated[Session, Depends(get_session)]) -> StudyDetail:
+def get_study(
+    study_uid: str,
+    session: Annotated[Session, Depends(get_session)],
+    service: Annotated[Service, Depends(get_service)],
+) -> StudyDetail:
     if not is_valid_uid(study_uid):
         raise HTTPException(422, "study_uid is not a valid DICOM UID")
     study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
@@ -149,8 +179,45 @@ def get_study(study_uid: str, session: Annotated[Session, Depends(get_session)])
         )
     ]
     purged_at = session.scalar(select(Study.purged_at).where(Study.id == study_pk))
+    accession = session.scalar(
+        select(RequestedProcedure.accession_number)
+        .join(StudyMatch, StudyMatch.rp_pk == RequestedProcedure.id)
+        .where(StudyMatch.study_pk == study_pk, StudyMatch.state == MatchState.MATCHED)
+    )
+    link = None
+    if forwarding and all(f.state == ForwardState.VERIFIED for f in forwarding):
+        try:
+            link = viewer_url(service, study_uid)
+        except PacsError:
+            link = None
     return StudyDetail(
-        **summary.model_dump(), series=series, forwarding=forwarding, purged_at=purged_at
+        **summary.model_dump(),
+        series=series,
+        forwarding=forwarding,
+        purged_at=purged_at,
+        order_accession=accession,
+        viewer_url=link,
+    )
+
+
+@router.post("/{study_uid}/link", response_model=LinkResult)
+def link_study(
+    study_uid: str,
+    body: LinkRequest,
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+) -> LinkResult:
+    """Link a study to the order with this accession number; it is then corrected and sent."""
+    if not is_valid_uid(study_uid):
+        raise HTTPException(422, "study_uid is not a valid DICOM UID")
+    user = getattr(request.state, "user_name", "") or "api"
+    try:
+        result = reconcile.link(session, study_uid, body.accession_number, by=user)
+    except (reconcile.LinkError, InvalidIdentifier) as exc:
+        status = 404 if str(exc) == "study not found" else 409
+        raise HTTPException(status, str(exc)) from None
+    return LinkResult(
+        study_uid=study_uid, match_state=result.state, accession_number=body.accession_number
     )
 
 
@@ -172,8 +239,13 @@ def _summary(session: Session, study_pk: int) -> StudySummary:
         .join(Series, Instance.series_pk == Series.id)
         .where(Series.study_pk == study_pk)
     )
+    match = session.execute(
+        select(StudyMatch.state, StudyMatch.reason).where(StudyMatch.study_pk == study_pk)
+    ).first()
     return StudySummary(
         study_uid=study.study_uid,
+        match_state=match[0] if match else "",
+        match_reason=match[1] if match else "",
         patient_id=patient.patient_id,
         patient_name=patient.name,
         accession_number=study.accession_number,

@@ -15,14 +15,16 @@ from datetime import datetime
 from pydicom.uid import generate_uid
 from sqlalchemy.orm import Session
 
+from gateway import events
 from gateway.orders.fastsql import FastSQL
-from gateway.orders.patients import change_identifier, merge, upsert_patient
+from gateway.orders.patients import _chain, _owners, change_identifier, merge, upsert_patient
 from hl7.errors import HL7Error
 from hl7.model import (
     IdentifierChange,
     Interpreted,
     OrderData,
     OrderMessage,
+    PatientData,
     PatientMerge,
     PatientUpdate,
     PersonName,
@@ -51,10 +53,23 @@ def apply(session: Session, data: Interpreted, ctx: Context) -> None:
         patient = upsert_patient(db, data.patient)
         if data.visit is not None:
             _upsert_visit(db, patient, data.visit)
+        events.emit(session, events.PATIENT_CHANGED, str(patient))
     elif isinstance(data, PatientMerge):
         merge(db, data.patient, data.prior_identifiers)
+        _patient_changed(session, db, data.patient)
     elif isinstance(data, IdentifierChange):
         change_identifier(db, data.patient, data.old_identifiers)
+        _patient_changed(session, db, data.patient)
+
+
+def _patient_changed(session: Session, db: FastSQL, data: PatientData) -> None:
+    """Tell the pipeline (studies already sent may need correcting in the PACS)."""
+    known = _owners(db, data.identifiers)
+    for ident in data.identifiers:
+        owner = known.get((ident.id, ident.authority))
+        if owner is not None:
+            events.emit(session, events.PATIENT_CHANGED, str(_chain(db, *owner)[-1]))
+            return
 
 
 def _person(p: PersonName | None) -> str:

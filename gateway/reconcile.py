@@ -1,0 +1,264 @@
+"""Reconciliation: match each study to its order when its first instance arrives.
+
+Order of evidence: AccessionNumber, then Study Instance UID, then Patient ID + modality +
+a date window when that gives exactly one order. A cancelled order, a second study for
+one accession, or new images for a completed order are FLAGGED, never merged silently.
+Unmatched and flagged studies are held (their forward jobs wait, ``reconcile.unmatched =
+"hold"``) or forwarded uncorrected, and listed for a person to link.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from gateway import events, jobs
+from gateway.identifiers import validate_accession
+from gateway.instance_meta import InstanceMeta
+from gateway.models import Instance, Job, JobState, Series, Study, utcnow
+from gateway.orders.models import Order, OrderPatient, RequestedProcedure, ScheduledStep
+from gateway.receive import StoredInstance
+from gateway.reconcile_models import MatchState, StudyMatch
+from gateway.settings import ReconcileSettings
+from gateway.upsert import insert_for
+
+log = logging.getLogger(__name__)
+
+_CANCELLED = ("CANCELED", "CANCELLED", "DISCONTINUED", "CA", "DC")
+_COMPLETED = ("COMPLETED", "CM")
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    state: str
+    method: str = ""
+    rp_pk: int | None = None
+    reason: str = ""
+
+
+def _date(value: str) -> date | None:
+    try:
+        return date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+    except (ValueError, IndexError):
+        return None
+
+
+def find_order(
+    session: Session, meta: InstanceMeta, study_pk: int, window_days: int
+) -> MatchResult:
+    """Decide which requested procedure a study belongs to (read-only)."""
+    candidates: list[int] = []
+    method = ""
+    if meta.accession_number:
+        candidates = list(
+            session.scalars(
+                select(RequestedProcedure.id).where(
+                    RequestedProcedure.accession_number == meta.accession_number
+                )
+            )
+        )
+        method = "accession"
+    if not candidates:
+        candidates = list(
+            session.scalars(
+                select(RequestedProcedure.id).where(
+                    RequestedProcedure.study_instance_uid == meta.study_uid
+                )
+            )
+        )
+        method = "study_uid"
+    if not candidates and meta.patient_id and meta.modality:
+        day = _date(meta.study_date)
+        query = (
+            select(RequestedProcedure.id)
+            .join(Order, Order.id == RequestedProcedure.order_pk)
+            .join(OrderPatient, OrderPatient.id == Order.patient_pk)
+            .join(ScheduledStep, ScheduledStep.rp_pk == RequestedProcedure.id)
+            .where(
+                OrderPatient.patient_id == meta.patient_id,
+                ScheduledStep.modality == meta.modality.upper(),
+                Order.status.notin_(_CANCELLED),
+            )
+        )
+        if day is not None:
+            lo = (day - timedelta(days=window_days)).strftime("%Y%m%d")
+            hi = (day + timedelta(days=window_days)).strftime("%Y%m%d")
+            query = query.where(
+                and_(ScheduledStep.start_date >= lo, ScheduledStep.start_date <= hi)
+            )
+        candidates = list(set(session.scalars(query)))
+        method = "patient"
+        if len(candidates) > 1:
+            return MatchResult(MatchState.UNMATCHED, reason="several orders fit patient and date")
+    if not candidates:
+        return MatchResult(MatchState.UNMATCHED, reason="no order found")
+    if len(candidates) > 1:
+        return MatchResult(MatchState.FLAGGED, method, None, "several orders share the key")
+    return _check(session, candidates[0], study_pk, method)
+
+
+def _check(session: Session, rp_pk: int, study_pk: int, method: str) -> MatchResult:
+    status = session.scalar(
+        select(Order.status)
+        .join(RequestedProcedure, RequestedProcedure.order_pk == Order.id)
+        .where(RequestedProcedure.id == rp_pk)
+    )
+    other = session.scalar(
+        select(StudyMatch.study_pk).where(
+            StudyMatch.rp_pk == rp_pk,
+            StudyMatch.study_pk != study_pk,
+            StudyMatch.state == MatchState.MATCHED,
+        )
+    )
+    if status in _CANCELLED:
+        return MatchResult(MatchState.FLAGGED, method, rp_pk, "the order is cancelled")
+    if other is not None:
+        return MatchResult(
+            MatchState.FLAGGED, method, rp_pk, "another study is already linked to this order"
+        )
+    if status in _COMPLETED:
+        return MatchResult(
+            MatchState.FLAGGED, method, rp_pk, "images for an order already completed"
+        )
+    return MatchResult(MatchState.MATCHED, method, rp_pk)
+
+
+def _save(session: Session, study_pk: int, result: MatchResult, by: str = "") -> None:
+    now = utcnow()
+    values = {
+        "state": result.state,
+        "method": result.method,
+        "rp_pk": result.rp_pk,
+        "reason": result.reason,
+        "linked_by": by,
+        "updated_at": now,
+    }
+    session.execute(
+        insert_for(session, StudyMatch.__table__)
+        .values(study_pk=study_pk, created_at=now, **values)
+        .on_conflict_do_update(index_elements=["study_pk"], set_=values)
+    )
+
+
+class Reconciler:
+    """Receive hook and policy: match on a study's first instance, say whether to hold."""
+
+    def __init__(self, settings: ReconcileSettings) -> None:
+        self.settings = settings
+
+    def state_of(self, session: Session, study_pk: int) -> str | None:
+        query = select(StudyMatch.state).where(StudyMatch.study_pk == study_pk)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(read=True)  # waits for a concurrent link
+        return session.scalar(query)
+
+    def on_instance(self, session: Session, stored: StoredInstance) -> None:
+        if self.state_of(session, stored.study_pk) is not None:
+            return
+        result = find_order(session, stored.meta, stored.study_pk, self.settings.date_window_days)
+        _save(session, stored.study_pk, result)
+        if result.state != MatchState.MATCHED:
+            log.warning("study not matched to an order: %s", result.reason)
+
+    def holds(self, session: Session, study_pk: int) -> bool:
+        """True if the study's forward jobs must wait for a person."""
+        if self.settings.unmatched != "hold":
+            return False
+        return self.state_of(session, study_pk) != MatchState.MATCHED
+
+
+class LinkError(Exception):
+    """A manual link that cannot be made; the message says why (for a 4xx)."""
+
+
+def link(session: Session, study_uid: str, accession: str, by: str) -> MatchResult:
+    """Link a study to the order with ``accession`` (a person's decision)."""
+    accession = validate_accession(accession)
+    study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
+    if study_pk is None:
+        raise LinkError("study not found")
+    rps = list(
+        session.scalars(
+            select(RequestedProcedure.id).where(RequestedProcedure.accession_number == accession)
+        )
+    )
+    if len(rps) != 1:
+        raise LinkError("no order with this accession number" if not rps else "ambiguous")
+    result = _check(session, rps[0], study_pk, "manual")
+    if result.state != MatchState.MATCHED:
+        raise LinkError(result.reason)
+    _save(session, study_pk, result, by)
+    reprocess(session, study_pk, study_uid)
+    return result
+
+
+def _instance_refs(session: Session, study_pk: int) -> list[str]:
+    return [
+        str(pk)
+        for pk in session.scalars(
+            select(Instance.id)
+            .join(Series, Series.id == Instance.series_pk)
+            .where(Series.study_pk == study_pk)
+        )
+    ]
+
+
+def _move_jobs(session: Session, refs: list[str], source: str, target: str) -> int:
+    if not refs:
+        return 0
+    result = session.execute(
+        update(Job)
+        .where(Job.kind == "forward", Job.ref.in_(refs), Job.state == source)
+        .values(state=target, attempts=0, next_attempt_at=utcnow(), updated_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def reprocess(session: Session, study_pk: int, study_uid: str) -> None:
+    """After a link or a patient change: send the study (again) with the order's values.
+
+    Instances not yet sent are released. If some were sent already (uncorrected, or with
+    old values), everything is held while the ``resend`` job removes the study from the
+    destinations; then all instances go again, corrected, and are verified.
+    """
+    refs = _instance_refs(session, study_pk)
+    if _move_jobs(session, refs, JobState.DONE, JobState.HELD):
+        events.emit(session, events.STUDY_RELINKED, study_uid)
+    else:
+        _move_jobs(session, refs, JobState.HELD, JobState.PENDING)
+        jobs.enqueue(session, "verify", study_uid)
+
+
+def release_after_removal(session: Session, study_uid: str) -> None:
+    """The destinations no longer hold the study: send every instance, then verify."""
+    study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
+    if study_pk is None:
+        return
+    _move_jobs(session, _instance_refs(session, study_pk), JobState.HELD, JobState.PENDING)
+    jobs.enqueue(session, "verify", study_uid)
+
+
+def studies_of_patient(session: Session, patient_pk: int) -> list[tuple[int, str]]:
+    """Matched studies of a patient and of every patient merged into it."""
+    pks = {patient_pk}
+    frontier = [patient_pk]
+    while frontier:
+        merged = list(
+            session.scalars(
+                select(OrderPatient.id).where(OrderPatient.merged_into_pk.in_(frontier))
+            )
+        )
+        frontier = [pk for pk in merged if pk not in pks]
+        pks.update(frontier)
+    rows = session.execute(
+        select(Study.id, Study.study_uid)
+        .join(StudyMatch, StudyMatch.study_pk == Study.id)
+        .join(RequestedProcedure, RequestedProcedure.id == StudyMatch.rp_pk)
+        .join(Order, Order.id == RequestedProcedure.order_pk)
+        .where(Order.patient_pk.in_(pks), StudyMatch.state == MatchState.MATCHED)
+    ).all()
+    return [(int(pk), str(uid)) for pk, uid in rows]

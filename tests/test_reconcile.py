@@ -1,0 +1,215 @@
+"""Studies meet their orders: matching, coercion, manual link, results to the EMR, ADT updates.
+
+Real parts: the gateway process, Orthanc, dcmtk storescu/findscu, HL7 over MLLP both ways.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select
+
+from gateway.local_orthanc import LocalOrthanc
+from gateway.reconcile_models import OutboundMessage
+from tests.conftest import destination_for
+from tests.fixtures.orders.helpers import ack_code, adt, findscu, orm, send_all
+from tests.support.ctgen import make_ct_study
+from tests.support.dcmtk import storescu
+from tests.support.emr import EmrPeer
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.net import free_port
+from tests.test_forward import wait_for
+
+pytestmark = pytest.mark.integration
+
+TODAY = date.today().strftime("%Y%m%d")
+SPS = "ScheduledProcedureStepSequence[0]."
+
+
+@pytest.fixture
+def emr() -> Iterator[EmrPeer]:
+    peer = EmrPeer().start()
+    yield peer
+    peer.stop()
+
+
+def _gateway(
+    gateway_factory: type, orthanc: LocalOrthanc, emr_port: int, **extra: object
+) -> GatewayProcess:
+    config: dict = {
+        "forward": {"destinations": [destination_for(orthanc)]},
+        "notify": {"enabled": True, "port": emr_port, "max_attempts": 3},
+    }
+    config.update(extra)
+    gw = gateway_factory.make(config)
+    gw.start()
+    return gw
+
+
+def _orthanc_study(orthanc: LocalOrthanc, study_uid: str) -> dict | None:
+    with orthanc.client() as c:
+        found = [
+            f for f in c.post("/tools/lookup", content=study_uid).json() if f["Type"] == "Study"
+        ]
+        if len(found) != 1:
+            return None
+        return c.get(f"/studies/{found[0]['ID']}").json()
+
+
+def _first_instance_tags(orthanc: LocalOrthanc, study: dict) -> dict:
+    with orthanc.client() as c:
+        instances = c.get(f"/studies/{study['ID']}/instances").json()
+        return c.get(f"/instances/{instances[0]['ID']}/tags", params={"simplify": ""}).json()
+
+
+def _patient_id_in_orthanc(orthanc: LocalOrthanc, study_uid: str) -> str | None:
+    study = _orthanc_study(orthanc, study_uid)
+    return study["PatientMainDicomTags"].get("PatientID") if study else None
+
+
+def test_full_path_order_study_corrected_and_reported(
+    gateway_factory: type, orthanc: LocalOrthanc, emr: EmrPeer, tmp_path: Path
+) -> None:
+    gw = _gateway(gateway_factory, orthanc, emr.port)
+    order = orm("R1", patient_id="BN100", name="NGUYỄN^VĂN AN", placer="PL100",
+                accession="ACC100", start=f"{TODAY}080000")  # fmt: skip
+    assert ack_code(send_all(gw.hl7_port, [order])[0]) == "AA"
+    items = findscu(gw.dicom_port, tmp_path / "wl", {"AccessionNumber": "ACC100"})
+    assert len(items) == 1 and str(items[0].PatientName) == "NGUYỄN^VĂN AN"
+    study_uid = str(items[0].StudyInstanceUID)
+
+    # The modality sends different demographics (typed at the console).
+    _, files = make_ct_study(tmp_path / "s", 20, size=32, patient_id="WRONG1",
+                             patient_name="NGUYEN^VAN", accession="ACC100",
+                             study_uid=study_uid)  # fmt: skip
+    assert storescu(gw.dicom_port, files).returncode == 0
+
+    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN100", 60, "corrected study")
+    study = _orthanc_study(orthanc, study_uid)
+    assert study is not None
+    assert study["PatientMainDicomTags"]["PatientName"] == "NGUYỄN^VĂN AN"
+    tags = _first_instance_tags(orthanc, study)
+    assert tags["SpecificCharacterSet"] == "ISO_IR 192"
+    assert tags["AccessionNumber"] == "ACC100"
+    originals = tags["OriginalAttributesSequence"][0]["ModifiedAttributesSequence"][0]
+    assert originals["PatientID"] == "WRONG1"
+    assert originals["PatientName"] == "NGUYEN^VAN"
+
+    wait_for(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU^R01 at the EMR")
+    oru = emr.messages_of_type("ORU^R01")[0]
+    assert "ACC100" in oru and study_uid in oru
+    obx_rp = next(s for s in oru.split("\r") if s.startswith("OBX|1|RP|"))
+    url = obx_rp.split("|")[5].split("^")[0].replace("\\T\\", "&")
+    assert url.startswith(orthanc.config.url)
+    cfg = orthanc.config
+    assert httpx.get(url, auth=(cfg.username, cfg.password), timeout=10).status_code == 200
+    detail = gw.get(f"/api/studies/{study_uid}")
+    assert detail["match_state"] == "MATCHED" and detail["order_accession"] == "ACC100"
+    assert detail["viewer_url"] == url
+
+
+def test_unmatched_study_held_then_linked(
+    gateway_factory: type, orthanc: LocalOrthanc, emr: EmrPeer, tmp_path: Path
+) -> None:
+    gw = _gateway(gateway_factory, orthanc, emr.port)
+    study_uid, files = make_ct_study(tmp_path / "s", 10, size=32, patient_id="UNKNOWN9",
+                                     accession="NOPE")  # fmt: skip
+    assert storescu(gw.dicom_port, files).returncode == 0
+    wait_for(lambda: gw.get("/api/studies", matched="false")["total"] == 1, 30, "unmatched list")
+    assert gw.get("/api/studies", matched="false")["items"][0]["study_uid"] == study_uid
+    time.sleep(3)  # stable, verified as HELD: nothing sent
+    assert _orthanc_study(orthanc, study_uid) is None
+    assert gw.get("/api/queue")["counts"]["forward"] == {"HELD": 10}
+
+    order = orm("R2", patient_id="BN200", name="TRẦN^THỊ MAI", placer="PL200",
+                accession="ACC200", start=f"{TODAY}090000")  # fmt: skip
+    assert ack_code(send_all(gw.hl7_port, [order])[0]) == "AA"
+    bad = httpx.post(
+        f"{gw.api}/api/studies/{study_uid}/link",
+        json={"accession_number": "NOSUCH"},
+        headers=gw.headers,
+    )
+    assert bad.status_code == 409
+    ok = httpx.post(
+        f"{gw.api}/api/studies/{study_uid}/link",
+        json={"accession_number": "ACC200"},
+        headers=gw.headers,
+    )
+    assert ok.status_code == 200, ok.text
+    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN200", 60, "linked study")
+    wait_for(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU after the link")
+    assert "ACC200" in emr.messages_of_type("ORU^R01")[0]
+    assert gw.get("/api/studies", matched="false")["total"] == 0
+
+
+def test_emr_down_then_back(gateway_factory: type, orthanc: LocalOrthanc, tmp_path: Path) -> None:
+    emr_port = free_port()
+    gw = _gateway(gateway_factory, orthanc, emr_port)
+    order = orm("R3", patient_id="BN300", name="LÊ^HOÀNG^MINH", placer="PL300",
+                accession="ACC300", start=f"{TODAY}100000")  # fmt: skip
+    assert ack_code(send_all(gw.hl7_port, [order])[0]) == "AA"
+    _, files = make_ct_study(tmp_path / "s", 5, size=32, patient_id="BN300", accession="ACC300")
+    assert storescu(gw.dicom_port, files).returncode == 0
+
+    engine = create_engine(gw.config["database"]["url"])
+
+    def outbound() -> list[tuple[str, str]]:
+        with engine.connect() as conn:
+            return [(r.ack_code, r.error) for r in conn.execute(select(OutboundMessage))]
+
+    wait_for(lambda: any("unreachable" in e for _, e in outbound()), 60, "EMR down recorded")
+    peer = EmrPeer(port=emr_port).start()
+    try:
+        wait_for(lambda: bool(peer.messages_of_type("ORU^R01")), 60, "ORU once the EMR is back")
+        wait_for(lambda: outbound() == [("AA", "")], 30, "AA recorded")
+    finally:
+        peer.stop()
+    engine.dispose()
+
+
+def test_emr_answering_ae_is_recorded_and_retried(
+    gateway_factory: type, orthanc: LocalOrthanc, tmp_path: Path
+) -> None:
+    rude = EmrPeer(answer="AE").start()
+    try:
+        gw2 = _gateway(gateway_factory, orthanc, rude.port)
+        order = orm("R4", patient_id="BN400", name="PHẠM^THU^HÀ", placer="PL400",
+                    accession="ACC400", start=f"{TODAY}110000")  # fmt: skip
+        assert ack_code(send_all(gw2.hl7_port, [order])[0]) == "AA"
+        _, files = make_ct_study(tmp_path / "s4", 5, size=32, patient_id="BN400",
+                                 accession="ACC400")  # fmt: skip
+        assert storescu(gw2.dicom_port, files).returncode == 0
+
+        def dead_notify() -> list[dict]:
+            return [d for d in gw2.get("/api/queue")["dead"] if d["kind"] == "notify"]
+
+        wait_for(lambda: bool(dead_notify()), 90, "notify job dead after AE answers")
+        assert "AE" in dead_notify()[0]["last_error"]
+        assert len(rude.messages_of_type("ORU^R01")) == 3  # notify.max_attempts
+    finally:
+        rude.stop()
+
+
+def test_patient_merge_after_forwarding_updates_orthanc(
+    gateway_factory: type, orthanc: LocalOrthanc, emr: EmrPeer, tmp_path: Path
+) -> None:
+    gw = _gateway(gateway_factory, orthanc, emr.port)
+    order = orm("R5", patient_id="BN500", name="ĐỖ^MINH^TUẤN", placer="PL500",
+                accession="ACC500", start=f"{TODAY}120000")  # fmt: skip
+    assert ack_code(send_all(gw.hl7_port, [order])[0]) == "AA"
+    study_uid, files = make_ct_study(tmp_path / "s", 8, size=32, patient_id="BN500",
+                                     accession="ACC500")  # fmt: skip
+    assert storescu(gw.dicom_port, files).returncode == 0
+    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN500", 60, "forwarded")
+    wait_for(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "verified and reported")
+
+    merge = adt("R6", "A40", patient_id="BN501", name="ĐỖ^MINH^TUẤN", prior="BN500")
+    assert ack_code(send_all(gw.hl7_port, [merge])[0]) == "AA"
+    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN501", 60, "merged id")
+    with orthanc.client() as c:
+        assert c.get("/statistics").json()["CountStudies"] == 1  # replaced, not duplicated
