@@ -34,6 +34,7 @@ class FastSQL:
         self._cursor = dbapi_conn.cursor()
         self._cache: dict[str, str] = {}
         self._integrity: type[BaseException] = conn.dialect.loaded_dbapi.IntegrityError
+        self._now: Any = None
 
     def _sql(self, sql: str) -> str:
         if not self.pg:
@@ -44,8 +45,10 @@ class FastSQL:
         return out
 
     def now(self) -> Any:
-        """Naive UTC now, as this database stores ``DateTime`` columns."""
-        return self.stamp(utcnow())
+        """Naive UTC now (one value per transaction), as the database stores ``DateTime``."""
+        if self._now is None:
+            self._now = self.stamp(utcnow())
+        return self._now
 
     def stamp(self, value: datetime) -> Any:
         return value if self.pg else value.strftime("%Y-%m-%d %H:%M:%S.%f")
