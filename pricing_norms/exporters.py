@@ -17,6 +17,7 @@ MA_LK and is counted separately in XML3 and XML2).
 from __future__ import annotations
 
 import csv
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,9 @@ def _money(header: str, get: Callable[[T], int]) -> Column[T]:
 
 def _component_columns(row_type: type[C]) -> list[Column[C]]:
     def getter(component: Component) -> Callable[[C], int]:
+        field = component.value.lower()
+        if hasattr(row_type, field):  # a plain field (CostRow): no method call per cell
+            return operator.attrgetter(field)
         return lambda row: row.component(component)
 
     return [_money(component.value, getter(component)) for component in Component]
@@ -159,9 +163,13 @@ def write_csv(rows: Iterable[T], columns: Sequence[Column[T]], out: TextSink) ->
     """
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([column.header for column in columns])
+    getters = [column.value for column in columns]
+    write = writer.writerow
     count = 0
     for row in rows:
-        writer.writerow([_text(column.value(row)) for column in columns])
+        values = [get(row) for get in getters]
+        # str and int cells go to the csv module as they are; others through _text
+        write([v if type(v) is str or type(v) is int else _text(v) for v in values])
         count += 1
     return count
 
