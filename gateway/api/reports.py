@@ -22,6 +22,7 @@ from gateway.costing.reports import (
     MEDIA_TYPES,
     ReportError,
     ReportQuery,
+    check_size,
     parse_day,
     parse_group_by,
     write_report,
@@ -148,6 +149,7 @@ def cost_report(
             service_code,
         )
         query.check(fmt)
+        check_size(service.db, query, fmt)
     except ReportError as exc:
         raise HTTPException(422, str(exc)) from None
     extension = {"xml3": "XML3.xml", "xml2": "XML2.xml"}.get(fmt, fmt)

@@ -177,6 +177,17 @@ def count_rows(db: Database, query: ReportQuery) -> int:
         return int(conn.scalar(select(func.count()).where(_latest(query))) or 0)
 
 
+def check_size(db: Database, query: ReportQuery, fmt: str) -> None:
+    """Refuse an XLSX report longer than one Excel sheet (1,048,576 rows)."""
+    if fmt == "xlsx" and not query.group_by:
+        rows = count_rows(db, query)
+        if rows > XLSX_MAX_ROWS:
+            raise ReportError(
+                f"{rows} rows do not fit one Excel sheet ({XLSX_MAX_ROWS}): "
+                "use csv, a shorter period or group_by"
+            )
+
+
 def has_illustrative(db: Database, query: ReportQuery) -> bool:
     """True if any study of the report was costed with illustrative norms."""
     with reader_engine(db).connect() as conn:
@@ -284,6 +295,7 @@ def write_report(
     when given; ``xml2`` writes only the XML2 table. ``progress(n)`` is called as rows go.
     """
     query.check(fmt)
+    check_size(db, query, fmt)
     note = ILLUSTRATIVE_NOTE if has_illustrative(db, query) else None
     if fmt in ("xml3", "xml2"):
         entries = _counted(iter_claims(db, query), progress)
