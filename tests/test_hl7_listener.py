@@ -90,6 +90,7 @@ def _broken() -> dict[str, tuple[bytes, str]]:
         "truncated message": (VALID[: VALID.index(b"ORC|") + 6], "AE"),
         "unknown event": (ok.replace("ORM^O01^ORM_O01", "ORM^O99").encode(), "AR"),
         "unknown type": (ok.replace("ORM^O01^ORM_O01", "ZZZ^Z01").encode(), "AR"),
+        "unsupported version": (ok.replace("|P|2.5|", "|P|9.9|").encode(), "AR"),
         "missing OBR-4": (ok.replace(procedure, "||").encode(), "AE"),
         "invalid date": (ok.replace(start, "TQ1|1||||||2026-13-45").encode(), "AE"),
         "invalid birth date": (ok.replace("19850704", "19851304").encode(), "AE"),
