@@ -54,8 +54,11 @@ def start_dicom_server(
     settings: DicomSettings,
     receiver: Receiver,
     extra: list[ServiceSpec] | None = None,
+    *,
+    tls: bool = False,
 ) -> ThreadedAssociationServer:
-    """Start a non-blocking association server on ``settings.host:port``."""
+    """Start a non-blocking association server on ``settings.host:port``, or with
+    ``tls`` on ``settings.tls_port`` (``dicom.tls_*`` certificates; same AE policy)."""
     _config.STORE_RECV_CHUNKED_DATASET = True
     # pynetdicom would abort the association on a non-conformant UID in a command;
     # the gateway validates UIDs itself and answers with a failure status instead.
@@ -70,13 +73,30 @@ def start_dicom_server(
     ]
     for _contexts, extra_handlers in extra or []:
         handlers.extend(extra_handlers)
+    port = settings.port
+    ssl_context = None
+    if tls:
+        from gateway.tls import dicom_server_context
+
+        ssl_context = dicom_server_context(settings)
+        if ssl_context is None or settings.tls_port is None:
+            raise ValueError("dicom.tls_port is not set")
+        port = settings.tls_port
     server = ae.make_server(
-        (settings.host, settings.port),
+        (settings.host, port),
         evt_handlers=handlers,  # type: ignore[arg-type]
+        ssl_context=ssl_context,
         server_class=FastAssociationServer,
     )
     ae._servers.append(server)  # so server.shutdown() finds it, as with ae.start_server()
-    thread = threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True)
+    name = "dicom-tls-acceptor" if tls else "dicom-acceptor"
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
-    log.info("DICOM node %s listening on %s:%s", settings.ae_title, settings.host, settings.port)
+    log.info(
+        "DICOM node %s listening on %s:%s%s",
+        settings.ae_title,
+        settings.host,
+        server.server_address[1],
+        " (TLS)" if tls else "",
+    )
     return server

@@ -2,7 +2,8 @@
 
 Measured here: without TCP_NODELAY each C-STORE response stalls about 45 ms (Nagle and
 delayed ACK). SO_REUSEPORT lets several receiver processes accept on one port, which is
-how the DICOM role scales past one CPU core.
+how the DICOM role scales past one CPU core. A TLS server wraps each connection without
+handshaking in the acceptor thread (the association's thread does it on first read).
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ class FastAssociationServer(ThreadedAssociationServer):
         super().server_bind()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        client, address = super().get_request()
+        assert self.socket is not None
+        client, address = self.socket.accept()
         tune_socket(client)
+        if self.ssl_context is not None:
+            # The handshake runs on first read, in the association's own thread: a
+            # silent or slow TLS client cannot stall the acceptor for everyone else.
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
         return client, address

@@ -26,6 +26,7 @@ from gateway.orders.fastsql import Conflict, FastSQL
 from gateway.orders.models import HL7MessageRow, MessageStatus
 from gateway.orders.persist import Context, apply, stations_by_modality
 from gateway.settings import Settings
+from gateway.tls import hl7_server_context
 from hl7.ack import build_ack
 from hl7.errors import APPLICATION_INTERNAL_ERROR, HL7Error
 from hl7.inbound import Inbound, receive
@@ -255,6 +256,7 @@ class HL7Listener:
             allowed_sources=cfg.allowed_sources,
             max_message_bytes=cfg.max_message_bytes,
             idle_timeout_s=cfg.idle_timeout_s,
+            ssl_context=hl7_server_context(cfg),
         )
         self._stopped = asyncio.Event()
         try:

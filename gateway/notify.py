@@ -21,6 +21,7 @@ from gateway.orders.models import Order, OrderPatient, RequestedProcedure, Visit
 from gateway.pacs_client import OrthancClient, PacsError
 from gateway.reconcile_models import MatchState, OutboundMessage, StudyMatch
 from gateway.service import Service
+from gateway.tls import notify_client_context
 from hl7 import mllp_client
 from hl7.build import Endpoints, build_orm_status, build_oru_r01
 from hl7.errors import HL7Error
@@ -197,7 +198,8 @@ def _send(service: Service, message_pk: int) -> str | None:
     if raw is None:
         return None
     try:
-        ack = asyncio.run(mllp_client.send(cfg.host, cfg.port, raw, cfg.timeout_s))
+        tls = notify_client_context(cfg)
+        ack = asyncio.run(mllp_client.send(cfg.host, cfg.port, raw, cfg.timeout_s, tls))
         code = parse(ack, versions=None).get("MSA-1") or ""
         error = "" if code == "AA" else f"EMR answered {code or 'no MSA-1'}"
     except (OSError, TimeoutError, HL7Error) as exc:

@@ -37,6 +37,8 @@ def _dicom_child(settings_data: dict[str, Any]) -> None:
     from dicom_nodes.server import start_dicom_server
 
     start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
+    if settings.dicom.tls_port is not None:
+        start_dicom_server(settings.dicom, service.receiver, dicom_services(service), tls=True)
     threading.Event().wait()
 
 
@@ -64,6 +66,11 @@ def serve(settings: Settings, roles: list[str]) -> None:
             children.append(child)
         server = start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
         stoppers.append(server.shutdown)
+        if settings.dicom.tls_port is not None:
+            tls_server = start_dicom_server(
+                settings.dicom, service.receiver, dicom_services(service), tls=True
+            )
+            stoppers.append(tls_server.shutdown)
     if "hl7" in roles:
         from gateway.extensions import start_hl7
 
@@ -84,6 +91,8 @@ def serve(settings: Settings, roles: list[str]) -> None:
                 port=settings.http.port,
                 log_config=None,
                 access_log=False,
+                ssl_certfile=settings.http.tls_cert_file,
+                ssl_keyfile=settings.http.tls_key_file,
             )
             uvicorn.Server(config).run()
         else:

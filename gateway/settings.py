@@ -52,6 +52,12 @@ class DicomSettings(_Section):
     network_timeout_s: float = Field(default=60.0, gt=0)
     dimse_timeout_s: float = Field(default=60.0, gt=0)
     acse_timeout_s: float = Field(default=30.0, gt=0)
+    # DICOM TLS on a second port (same AE, same allow-list); off while tls_port is unset.
+    tls_port: int | None = Field(default=None, ge=0, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_require_client_cert: bool = False
 
     _ae = field_validator("ae_title")(validate_ae_title)
 
@@ -65,6 +71,11 @@ class HL7Settings(_Section):
     retention_days: float = Field(default=90.0, gt=0)
     default_charset: str = "utf-8"
     fallback_charset: str = "latin-1"
+    # MLLP over TLS on hl7.port when a certificate is set.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_require_client_cert: bool = False
 
 
 class WorklistSettings(_Section):
@@ -75,6 +86,9 @@ class WorklistSettings(_Section):
 class HTTPSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # HTTPS when both are set.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 class DatabaseSettings(_Section):
@@ -183,6 +197,11 @@ class NotifySettings(_Section):
     send_orm_status: bool = False
     timeout_s: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=20, ge=1)
+    # MLLP over TLS to the EMR, verified against tls_ca_file (or the system CAs).
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 class WorkerSettings(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 
 from hl7.mllp import DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, MLLPError, encode_frame
 
@@ -16,7 +17,8 @@ class MLLPConnection:
 
     ``send`` connects on first use (and again after a failure closed the
     connection); any error or timeout closes the connection before it propagates,
-    so the caller can simply retry. TCP_NODELAY is set on the socket.
+    so the caller can simply retry. TCP_NODELAY is set on the socket. With
+    ``ssl_context`` the connection is TLS, the server checked against ``host``.
     """
 
     def __init__(
@@ -25,8 +27,10 @@ class MLLPConnection:
         port: int,
         timeout: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self.port = port
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
@@ -47,7 +51,7 @@ class MLLPConnection:
             return
         await self.close()
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout
+            asyncio.open_connection(self.host, self.port, ssl=self.ssl_context), self.timeout
         )
         sock = writer.get_extra_info("socket")
         if sock is not None:
@@ -94,9 +98,16 @@ class MLLPConnection:
         await self.close()
 
 
-async def send(host: str, port: int, payload: bytes, timeout: float) -> bytes:
-    """Open a connection, send ``payload`` framed, return the answer, close."""
-    conn = MLLPConnection(host, port, timeout=timeout)
+async def send(
+    host: str,
+    port: int,
+    payload: bytes,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> bytes:
+    """Open a connection (TLS with ``ssl_context``), send ``payload`` framed, return the
+    answer, close."""
+    conn = MLLPConnection(host, port, timeout=timeout, ssl_context=ssl_context)
     try:
         return await conn.send(payload, timeout)
     finally:

@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
 from hl7.mllp import DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FrameTooLargeError, encode_frame
@@ -46,6 +47,8 @@ class MLLPServer:
     over ``max_message_bytes`` closes the connection without an answer, and so does
     a handler exception (logged without message content) or ``idle_timeout_s``
     seconds without data. An empty ACK from the handler means "send nothing".
+    With ``ssl_context`` every connection is TLS (MLLP over TLS, IHE ITI TF-2 "Secure
+    Node"); a failed handshake closes the connection before the handler sees anything.
     """
 
     def __init__(
@@ -56,8 +59,10 @@ class MLLPServer:
         allowed_sources: Iterable[str] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         idle_timeout_s: float = 300.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self._requested_port = port
         self.handler = handler
         self.allowed = parse_allowed_sources(allowed_sources)
@@ -83,9 +88,15 @@ class MLLPServer:
         if self._server is not None:
             raise RuntimeError("MLLPServer already started")
         self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._requested_port, reuse_address=True
+            self._on_connect,
+            self.host,
+            self._requested_port,
+            reuse_address=True,
+            ssl=self.ssl_context,
+            ssl_handshake_timeout=self.idle_timeout_s if self.ssl_context else None,
         )
-        logger.info("MLLP listener on %s:%d", self.host, self.port)
+        tls = " (TLS)" if self.ssl_context else ""
+        logger.info("MLLP listener on %s:%d%s", self.host, self.port, tls)
 
     async def stop(self) -> None:
         """Stop accepting, close every open connection and wait for their tasks."""
