@@ -8,7 +8,8 @@ one JSON line per database: ``db``, ``rows``, ``csv_s``, ``xlsx_s``, ``rss_mb`` 
 over both exports), plus the load time and output sizes. With ``--xlsx-rows M`` (< rows)
 the XLSX export covers only the first M rows (a shorter period) and ``xlsx_s`` is
 extrapolated linearly to all rows (``xlsx_measured_s``/``xlsx_rows`` say what was
-measured).
+measured). ``csv_cpu_s``/``xlsx_cpu_s`` are the export's CPU seconds and ``load_avg``
+the machine's 1-minute load: on a shared 2-core machine wall times drift with the load.
 
 Usage: .venv/bin/python -m bench.report [--rows N] [--xlsx-rows M] [--db sqlite,postgresql]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sqlite3
 import subprocess
@@ -169,11 +171,11 @@ def _export_child(url: str, fmt: str, out: str, date_to: str) -> None:
 
     db = Database(make_engine(url))
     query = ReportQuery(START, parse_day(date_to, "to"))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with open(out, "wb") as handle:
         rows = write_report(db, query, fmt, handle)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"rows": rows, "s": seconds, "hwm_mb": _peak_rss_mb()}))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"rows": rows, "s": seconds, "cpu_s": cpu, "hwm_mb": _peak_rss_mb()}))
 
 
 def _peak_rss_mb() -> float:
@@ -185,8 +187,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_export(url: str, fmt: str, out: Path, date_to: date) -> tuple[int, float, float]:
-    """(rows, seconds, peak RSS MB) of one export in a fresh process."""
+def _run_export(url: str, fmt: str, out: Path, date_to: date) -> tuple[int, float, float, float]:
+    """(rows, seconds, peak RSS MB, CPU seconds) of one export in a fresh process."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.report", "--child", url, fmt, str(out), date_to.isoformat()],
         stdout=subprocess.PIPE,
@@ -196,7 +198,7 @@ def _run_export(url: str, fmt: str, out: Path, date_to: date) -> tuple[int, floa
     if proc.wait() != 0:
         raise RuntimeError(f"export {fmt} failed with status {proc.returncode}")
     result = json.loads(output.decode().strip().splitlines()[-1])
-    return int(result["rows"]), float(result["s"]), float(result["hwm_mb"])
+    return int(result["rows"]), float(result["s"]), float(result["hwm_mb"]), float(result["cpu_s"])
 
 
 def _bench(name: str, url: str, load: Any, args: argparse.Namespace, work: Path) -> None:
@@ -210,18 +212,21 @@ def _bench(name: str, url: str, load: Any, args: argparse.Namespace, work: Path)
     load()
     load_s = time.perf_counter() - start
     end = START + timedelta(days=DAYS - 1)
-    rows, csv_s, csv_rss = _run_export(url, "csv", work / f"{name}.csv", end)
+    rows, csv_s, csv_rss, csv_cpu = _run_export(url, "csv", work / f"{name}.csv", end)
     xlsx_rows_wanted = min(args.xlsx_rows or args.rows, args.rows)
     xlsx_end = START + timedelta(days=max(0, xlsx_rows_wanted * DAYS // args.rows - 1))
     if xlsx_rows_wanted >= args.rows:
         xlsx_end = end
-    xrows, xlsx_s, xlsx_rss = _run_export(url, "xlsx", work / f"{name}.xlsx", xlsx_end)
+    xrows, xlsx_s, xlsx_rss, xlsx_cpu = _run_export(url, "xlsx", work / f"{name}.xlsx", xlsx_end)
     result: dict[str, Any] = {
         "db": name,
         "rows": rows,
         "csv_s": round(csv_s, 1),
         "xlsx_s": round(xlsx_s * rows / max(xrows, 1), 1),
         "rss_mb": round(max(csv_rss, xlsx_rss), 1),
+        "csv_cpu_s": round(csv_cpu, 1),
+        "xlsx_cpu_s": round(xlsx_cpu * rows / max(xrows, 1), 1),
+        "load_avg": round(os.getloadavg()[0], 1),
         "csv_rss_mb": round(csv_rss, 1),
         "xlsx_rss_mb": round(xlsx_rss, 1),
         "xlsx_rows": xrows,
