@@ -248,6 +248,44 @@ def report_export(
     sys.exit(export_report(obj.settings, date_from, date_to, fmt, group_by, out))
 
 
+@main.command("backup")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Archive to write.")
+@click.pass_obj
+def backup_cmd(obj: Context, out: str) -> None:
+    """Back up the database and the instance store into one tar (safe while running)."""
+    from pathlib import Path
+
+    from gateway.backup import BackupError, backup
+
+    try:
+        m = backup(obj.settings, Path(out))
+    except BackupError as exc:
+        click.echo(f"backup failed: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"{out}: database ({m.database}, revision {','.join(m.revisions) or '-'}), "
+        f"{m.archived_files} store files, {m.missing_files} indexed files missing"
+    )
+
+
+@main.command("restore")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace a non-empty database and store.")
+@click.pass_obj
+def restore_cmd(obj: Context, archive: str, force: bool) -> None:
+    """Restore a backup into the configured database and store (gateway stopped)."""
+    from pathlib import Path
+
+    from gateway.backup import BackupError, restore
+
+    try:
+        m = restore(obj.settings, Path(archive), force=force)
+    except BackupError as exc:
+        click.echo(f"restore refused: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"restored {m.archived_files} store files and the database ({m.created_at})")
+
+
 @main.command("check-config")
 @click.pass_obj
 def check_config(obj: Context) -> None:

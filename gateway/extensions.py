@@ -28,6 +28,9 @@ def install_extensions(service: Service) -> None:
     verify.install(service)
     resend.install(service)
     notify.install(service)
+    from gateway import retention
+
+    retention.install(service)  # HL7 message store past hl7.retention_days
 
 
 def start_forwarding(service: Service) -> Callable[[], None]:
