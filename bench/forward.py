@@ -34,11 +34,90 @@ def _wait_complete(orthanc: LocalOrthanc, n: int, timeout: float = 600) -> None:
         time.sleep(0.05)
 
 
+def _full_path(work: Path, studies: int, processes: int) -> dict[str, object]:
+    """Order in, study matched and coerced, forwarded, verified, ORU out: per study, the
+    time from the last C-STORE answered to the ORU^R01 received by the EMR peer."""
+    from datetime import date
+
+    from tests.fixtures.orders.helpers import orm, send_all
+    from tests.support.emr import EmrPeer
+
+    pacs = LocalOrthanc(
+        OrthancConfig(work_dir=work / "orthanc-full", http_port=free_port(), dicom_port=free_port())
+    )
+    pacs.start()
+    emr = EmrPeer().start()
+    cfg = pacs.config
+    gw = GatewayProcess(
+        work / "gateway-full",
+        f"sqlite:///{work / 'gateway-full' / 'risgate.db'}",
+        {
+            "dicom": {"processes": processes},
+            "log": {"level": "WARNING"},
+            "studies": {"stable_after_s": 1},
+            "forward": {
+                "destinations": [
+                    {
+                        "name": "pacs",
+                        "protocol": "dicom",
+                        "host": "127.0.0.1",
+                        "port": cfg.dicom_port,
+                        "ae_title": cfg.aet,
+                        "url": cfg.url,
+                        "username": cfg.username,
+                        "password": cfg.password,
+                    }
+                ]
+            },
+            "notify": {"enabled": True, "port": emr.port},
+        },
+    )
+    gw.start()
+    today = date.today().strftime("%Y%m%d")
+    latencies = []
+    try:
+        for i in range(studies):
+            accession = f"FP{i:04d}"
+            send_all(
+                gw.hl7_port,
+                [orm(f"B{i}", patient_id=f"BN{i:04d}", name="NGUYỄN^VĂN AN",
+                     placer=f"PB{i}", accession=accession, start=f"{today}080000")],
+            )  # fmt: skip
+            _, files = make_ct_study(
+                work / f"full{i}", 10, size=256, patient_id="TYPO", accession=accession
+            )
+            storescu_send(gw.dicom_port, files, "RISGATE")
+            sent = time.perf_counter()
+            deadline = sent + 120
+            while not any(accession in m for m in emr.messages_of_type("ORU^R01")):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"no ORU for {accession}")
+                time.sleep(0.01)
+            latencies.append(time.perf_counter() - sent)
+    finally:
+        gw.stop()
+        emr.stop()
+        pacs.stop()
+    latencies.sort()
+    return {
+        "bench": "full_path",
+        "studies": studies,
+        "instances_per_study": 10,
+        "stable_after_s": 1,
+        "p50_s": round(latencies[len(latencies) // 2], 2),
+        "p95_s": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=500)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--protocol", choices=["dicom", "rest"], default="dicom")
+    parser.add_argument(
+        "--full-path", action="store_true", help="also time order -> study -> ORU (20 studies)"
+    )
+    parser.add_argument("--studies", type=int, default=20)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="risgate-bench-fwd-"))
     n = args.instances
@@ -69,6 +148,8 @@ def main() -> None:
         {
             "dicom": {"processes": args.processes},
             "log": {"level": "WARNING"},
+            # No order for this study: forward it rather than hold it for reconciliation.
+            "reconcile": {"unmatched": "forward"},
             "forward": {
                 "destinations": [
                     {
@@ -97,6 +178,8 @@ def main() -> None:
     problems = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
     for line in problems[:10]:
         print(line, file=sys.stderr)
+    if args.full_path:
+        emit(_full_path(work, args.studies, args.processes))
     emit(
         {
             "bench": "forward",
