@@ -290,4 +290,28 @@ def restore_cmd(obj: Context, archive: str, force: bool) -> None:
 @click.pass_obj
 def check_config(obj: Context) -> None:
     """Validate the configuration and print it (secrets hidden)."""
-    click.echo(obj.settings.model_dump_json(indent=2))
+    import json
+
+    click.echo(json.dumps(redacted(obj.settings.model_dump(mode="json")), indent=2))
+
+
+SECRET_KEYS = ("password", "token")
+
+
+def redacted(value: object, key: str = "") -> object:
+    """Settings data with passwords, tokens and URL credentials replaced by ``***``."""
+    if isinstance(value, dict):
+        return {k: redacted(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v, key) for v in value]
+    if isinstance(value, str) and value:
+        if key in SECRET_KEYS:
+            return "***"
+        if key == "url" and "@" in value:
+            from sqlalchemy.engine import make_url
+
+            try:
+                return make_url(value).render_as_string(hide_password=True)
+            except Exception:
+                return "***"
+    return value
