@@ -167,7 +167,10 @@ def backup(settings: Settings, out: Path, *, use_pg_dump: bool | None = None) ->
             if url.startswith("sqlite"):
                 kind = "sqlite"
                 snap_path = Path(tmp) / "risgate.sqlite"
-                src = sqlite3.connect(_sqlite_path(url), timeout=60)
+                source = _sqlite_path(url)
+                if not source.is_file():
+                    raise BackupError(f"no database at {source}")
+                src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
                 dst = sqlite3.connect(snap_path)
                 try:
                     src.backup(dst)  # all pages in one step: one consistent read

@@ -140,3 +140,11 @@ def test_restore_refuses_a_foreign_archive(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d")
     with pytest.raises(BackupError, match="manifest"):
         restore(settings, bogus)
+
+
+def test_backup_of_a_missing_database_fails_cleanly(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "none")
+    out = tmp_path / "b.tar"
+    with pytest.raises(BackupError, match="no database"):
+        backup(settings, out)
+    assert not out.exists() and not (tmp_path / "b.tar.partial").exists()
