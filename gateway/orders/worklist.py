@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from pydicom import Dataset
+from pydicom import Dataset, config
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence
 from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Bundle, Session
 
 from gateway.orders.matching import has_wildcard, matches, select_keys
 from gateway.orders.models import (
@@ -132,17 +135,19 @@ def _code_item(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def _person_name(p: OrderPatient) -> str:
+def _person_name(p: Any) -> str:
     return "^".join([p.family_name, p.given_name, p.middle_name]).rstrip("^")
 
 
 @dataclass(frozen=True)
 class _Row:
-    step: ScheduledStep
-    rp: RequestedProcedure
-    order: Order
-    patient: OrderPatient
-    visit: Visit | None
+    """One step's columns, table by table (rows of SQLAlchemy bundles, no ORM objects)."""
+
+    step: Any
+    rp: Any
+    order: Any
+    patient: Any
+    visit: Any  # all-None columns when the order has no visit
     other_ids: list[tuple[str, str, str]]
 
 
@@ -192,8 +197,8 @@ _TOP: dict[str, Callable[[_Row], object]] = {
     "ReasonForTheRequestedProcedure": lambda r: r.order.reason[:64],
     "PlacerOrderNumberImagingServiceRequest": lambda r: r.order.placer_number,
     "FillerOrderNumberImagingServiceRequest": lambda r: r.order.filler_number,
-    "AdmissionID": lambda r: r.visit.visit_number if r.visit is not None else "",
-    "CurrentPatientLocation": lambda r: r.visit.location if r.visit is not None else "",
+    "AdmissionID": lambda r: r.visit.visit_number or "",
+    "CurrentPatientLocation": lambda r: r.visit.location or "",
 }
 _SPS: dict[str, Callable[[_Row], object]] = {
     "ScheduledStationAETitle": lambda r: r.step.station_ae.split("\\") if r.step.station_ae else "",
@@ -214,21 +219,33 @@ _SPS: dict[str, Callable[[_Row], object]] = {
 }
 
 
+_SPEC: dict[str, tuple[int, str]] = {
+    kw: (int(tag_for_keyword(kw) or 0), dictionary_VR(kw))
+    for kw in [*_TOP, *_SPS, "SpecificCharacterSet", "ScheduledProcedureStepSequence"]
+}
+
+
+def _element(keyword: str, value: object) -> DataElement:
+    """A new element without pydicom's value validation (values come from our own rows)."""
+    tag, vr = _SPEC[keyword]
+    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
 def build_item(
     row: _Row, wanted: set[str] | None = None, wanted_sps: set[str] | None = None
 ) -> Dataset:
     """The MWL item of one step: the keys in ``wanted`` (None: every key)."""
     ds = Dataset()
-    ds.SpecificCharacterSet = CHARSET
+    ds.add(_element("SpecificCharacterSet", CHARSET))
     for keyword, value in _TOP.items():
         if wanted is None or keyword in wanted:
-            setattr(ds, keyword, value(row))
+            ds.add(_element(keyword, value(row)))
     if wanted is None or "ScheduledProcedureStepSequence" in wanted:
         sps = Dataset()
         for keyword, value in _SPS.items():
             if wanted_sps is None or keyword in wanted_sps:
-                setattr(sps, keyword, value(row))
-        ds.ScheduledProcedureStepSequence = Sequence([sps])
+                sps.add(_element(keyword, value(row)))
+        ds.add(_element("ScheduledProcedureStepSequence", Sequence([sps])))
     return ds
 
 
@@ -242,8 +259,14 @@ def _wanted(ident: Dataset) -> tuple[set[str], set[str] | None]:
 def find(session: Session, query: WorklistQuery) -> Iterator[Dataset]:
     """Matching worklist items (only the requested keys), at most ``max_results``."""
     ident = effective_identifier(query)
-    stmt = (
-        select(ScheduledStep, RequestedProcedure, Order, OrderPatient, Visit)
+    stmt: Select = (
+        select(
+            Bundle("step", *ScheduledStep.__table__.c),
+            Bundle("rp", *RequestedProcedure.__table__.c),
+            Bundle("order", *Order.__table__.c),
+            Bundle("patient", *OrderPatient.__table__.c),
+            Bundle("visit", *Visit.__table__.c),
+        )
         .join(RequestedProcedure, ScheduledStep.rp_pk == RequestedProcedure.id)
         .join(Order, RequestedProcedure.order_pk == Order.id)
         .join(OrderPatient, Order.patient_pk == OrderPatient.id)
