@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Bundle, Session
 
-from gateway.orders.matching import has_wildcard, matches, select_keys
+from gateway.orders.matching import NOT_KEYS, has_wildcard, matches, select_keys
 from gateway.orders.models import (
     Order,
     OrderPatient,
@@ -249,6 +249,26 @@ def build_item(
     return ds
 
 
+def _built_exactly(request: Dataset) -> bool:
+    """True when :func:`build_item` with the request's keywords is already the response:
+    every key known, and no nested sequence asking for only some of its item's keys."""
+    for elem in request:
+        if elem.tag in NOT_KEYS:
+            continue
+        if elem.keyword == "ScheduledProcedureStepSequence":
+            items = list(elem.value or [])
+            if items and not all(
+                e.keyword in _SPS and (e.VR != "SQ" or not any(len(i) for i in e.value or []))
+                for e in items[0]
+            ):
+                return False
+        elif elem.keyword not in _TOP or (
+            elem.VR == "SQ" and any(len(i) for i in elem.value or [])
+        ):
+            return False
+    return True
+
+
 def _wanted(ident: Dataset) -> tuple[set[str], set[str] | None]:
     """Keywords the identifier names, at top level and in its SPS item (None: all)."""
     top = {e.keyword for e in ident if e.keyword}
@@ -276,6 +296,7 @@ def find(session: Session, query: WorklistQuery) -> Iterator[Dataset]:
     )
     stmt = _prefilter(stmt, ident)
     wanted, wanted_sps = _wanted(ident)
+    exact = ident is query.identifier and _built_exactly(ident)
     sent = 0
     for step, rp, order, patient, visit in session.execute(stmt).yield_per(200):
         other_ids: list[tuple[str, str, str]] = []
@@ -291,9 +312,12 @@ def find(session: Session, query: WorklistQuery) -> Iterator[Dataset]:
         item = build_item(_Row(step, rp, order, patient, visit, other_ids), wanted, wanted_sps)
         if not matches(ident, item):
             continue
-        response = select_keys(query.identifier, item)
-        response.SpecificCharacterSet = CHARSET
-        yield response
+        if exact:
+            yield item
+        else:
+            response = select_keys(query.identifier, item)
+            response.SpecificCharacterSet = CHARSET
+            yield response
         sent += 1
         if sent >= query.max_results:
             return
