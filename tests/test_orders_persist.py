@@ -210,3 +210,37 @@ def test_omi_station_query(handler: HL7Handler, database: Database) -> None:
     assert _worklist(database, ScheduledStationAETitle="CT08") == []
     with database.sessions() as s:
         assert s.scalar(select(Order.status)) == "SCHEDULED"
+
+
+def test_response_holds_exactly_the_requested_keys(handler: HL7Handler, database: Database) -> None:
+    assert _send(handler, (FIXTURES / "orm_o01_v23.hl7").read_bytes()) == ["AA"]
+    ident = Dataset()
+    ident.AccessionNumber = "ACC0001"
+    ident.PatientWeight = ""  # not known to the worklist: returned empty
+    code = Dataset()
+    code.CodeValue = ""
+    ident.RequestedProcedureCodeSequence = Sequence([code])
+    with database.sessions() as s:
+        items = list(find(s, WorklistQuery(ident)))
+    assert len(items) == 1
+    item = items[0]
+    assert {e.keyword for e in item} == {
+        "SpecificCharacterSet",
+        "AccessionNumber",
+        "PatientWeight",
+        "RequestedProcedureCodeSequence",
+    }
+    assert item.PatientWeight in (None, "")
+    assert [e.keyword for e in item.RequestedProcedureCodeSequence[0]] == ["CodeValue"]
+    assert item.RequestedProcedureCodeSequence[0].CodeValue == "18.0149.0040"
+    # The same item asked for with the whole sequence (empty item): every code attribute.
+    ident = Dataset()
+    ident.AccessionNumber = "ACC0001"
+    ident.RequestedProcedureCodeSequence = Sequence([])
+    ident.PatientName = ""
+    with database.sessions() as s:
+        (item,) = find(s, WorklistQuery(ident))
+    assert str(item.PatientName) == "NGUYỄN^VĂN AN"
+    code_item = item.RequestedProcedureCodeSequence[0]
+    assert (code_item.CodeValue, code_item.CodingSchemeDesignator) == ("18.0149.0040", "BYT")
+    assert code_item.CodeMeaning == "CT sọ não không tiêm thuốc cản quang"
