@@ -17,6 +17,9 @@ def install_extensions(service: Service) -> None:
     from gateway.costing import jobs as costing_jobs
 
     costing_jobs.install(service)
+    from gateway.commitment import process as commitment
+
+    commitment.install(service)
     from gateway import forward, notify, resend, verify
     from gateway.reconcile import Reconciler
 
@@ -55,10 +58,15 @@ def start_forwarding(service: Service) -> Callable[[], None]:
 
 def dicom_services(service: Service) -> list[ServiceSpec]:
     """Extra DIMSE services (worklist, MPPS, storage commitment) for the DICOM node."""
+    from dicom_nodes.commitment import CommitmentSCP
     from dicom_nodes.mpps import MppsSCP
     from dicom_nodes.worklist import WorklistSCP
 
-    return [WorklistSCP(service.db, service.settings).spec(), MppsSCP(service.db).spec()]
+    return [
+        WorklistSCP(service.db, service.settings).spec(),
+        MppsSCP(service.db).spec(),
+        CommitmentSCP(service.db, service.settings).spec(),
+    ]
 
 
 def start_hl7(service: Service) -> Callable[[], None]:

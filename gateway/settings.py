@@ -204,6 +204,18 @@ class NotifySettings(_Section):
     tls_key_file: Path | None = None
 
 
+class CommitmentSettings(_Section):
+    """Storage Commitment (Push Model) SCP: how long to wait, how to report back."""
+
+    timeout_s: float = Field(default=3600.0, gt=0)
+    check_interval_s: float = Field(default=5.0, gt=0)
+    max_references: int = Field(default=50_000, ge=1)
+    report_timeout_s: float = Field(default=10.0, gt=0)
+    report_max_attempts: int = Field(default=20, ge=1)
+    report_retry_base_s: float = Field(default=5.0, gt=0)
+    report_retry_cap_s: float = Field(default=300.0, gt=0)
+
+
 class WorkerSettings(_Section):
     poll_interval_s: float = Field(default=1.0, gt=0)
 
@@ -233,6 +245,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     costing: CostingSettings = Field(default_factory=CostingSettings)
     forward: ForwardSettings = Field(default_factory=ForwardSettings)
+    commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     log: LogSettings = Field(default_factory=LogSettings)

@@ -31,4 +31,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(hl7_messages.router)
     app.include_router(queue.router)
+    from gateway.api import commitments
+
+    app.include_router(commitments.router)
     return app

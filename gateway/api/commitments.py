@@ -1,0 +1,119 @@
+"""Storage commitment routes: requests from modalities, their outcome and report delivery."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.api.deps import get_session
+from gateway.commitment.models import CommitmentItem, CommitmentRequest
+from gateway.identifiers import is_valid_uid
+
+router = APIRouter(prefix="/api/commitments", tags=["storage commitment"])
+
+
+class CommitmentSummary(BaseModel):
+    transaction_uid: str
+    calling_ae: str
+    state: str = Field(description="WAITING, REPORTING, REPORTED or UNDELIVERED")
+    instances: int
+    committed: int
+    failed: int
+    received_at: datetime
+    deadline_at: datetime
+    decided_at: datetime | None
+    reported_at: datetime | None
+    result: str = Field(description="SUCCESS (event type 1), FAILURES (type 2), or empty")
+    event_type: int | None
+    report_attempts: int
+    last_error: str
+
+
+class CommitmentPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[CommitmentSummary]
+
+
+class CommitmentInstance(BaseModel):
+    sop_class_uid: str
+    sop_instance_uid: str
+    state: str = Field(description="PENDING, COMMITTED or FAILED")
+    failure_reason: int | None = Field(description="PS3.4 Failure Reason, e.g. 274 = 0x0112")
+    decided_at: datetime | None
+
+
+class CommitmentDetail(CommitmentSummary):
+    references: list[CommitmentInstance]
+
+
+def _summary(row: CommitmentRequest) -> dict[str, object]:
+    return {name: getattr(row, name) for name in CommitmentSummary.model_fields}
+
+
+@router.get("", response_model=CommitmentPage)
+def list_commitments(
+    session: Annotated[Session, Depends(get_session)],
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    calling_ae: Annotated[str | None, Query(max_length=16)] = None,
+) -> CommitmentPage:
+    """Storage commitment requests, newest first."""
+    query = select(CommitmentRequest)
+    if state:
+        query = query.where(CommitmentRequest.state == state.upper())
+    if calling_ae:
+        query = query.where(CommitmentRequest.calling_ae == calling_ae.strip())
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(CommitmentRequest.received_at.desc(), CommitmentRequest.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return CommitmentPage(
+        total=total,
+        offset=offset,
+        limit=limit,
+        items=[CommitmentSummary.model_validate(_summary(r)) for r in rows],
+    )
+
+
+@router.get("/{transaction_uid}", response_model=CommitmentDetail)
+def get_commitment(
+    transaction_uid: str, session: Annotated[Session, Depends(get_session)]
+) -> CommitmentDetail:
+    """One request with every referenced instance and its decision."""
+    if not is_valid_uid(transaction_uid):
+        raise HTTPException(status_code=422, detail="invalid Transaction UID")
+    row = session.scalar(
+        select(CommitmentRequest).where(CommitmentRequest.transaction_uid == transaction_uid)
+    )
+    if row is None:
+        raise HTTPException(status_code=404, detail="no such storage commitment request")
+    items = session.scalars(
+        select(CommitmentItem)
+        .where(CommitmentItem.request_pk == row.id)
+        .order_by(CommitmentItem.id)
+    )
+    return CommitmentDetail.model_validate(
+        {
+            **_summary(row),
+            "references": [
+                CommitmentInstance(
+                    sop_class_uid=i.sop_class_uid,
+                    sop_instance_uid=i.sop_instance_uid,
+                    state=i.state,
+                    failure_reason=i.failure_reason,
+                    decided_at=i.decided_at,
+                )
+                for i in items
+            ],
+        }
+    )
