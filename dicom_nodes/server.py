@@ -70,6 +70,7 @@ def start_dicom_server(
     handlers: list[tuple[object, object]] = [
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, storage.handle_store),
+        (evt.EVT_CONN_CLOSE, storage.handle_conn_close),
     ]
     for _contexts, extra_handlers in extra or []:
         handlers.extend(extra_handlers)

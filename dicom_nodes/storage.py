@@ -6,6 +6,7 @@ grow with instance size; the handler never decodes pixel data.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import cast
 
@@ -102,3 +103,19 @@ class StorageSCP:
         rsp.Status = status
         rsp.ErrorComment = result.reason[:64]
         return rsp
+
+    def handle_conn_close(self, event: Event) -> None:
+        """Remove the temp file of a C-STORE whose association went away mid-dataset.
+
+        pynetdicom creates it when the command arrives and hands it over only once the
+        dataset is complete; a peer that stops half-way would leave it in the store's
+        tmp dir until the process ends.
+        """
+        message = getattr(getattr(event.assoc, "dimse", None), "message", None)
+        handle = getattr(message, "_data_set_file", None)
+        path = getattr(message, "_data_set_path", None)
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()
+        if isinstance(path, Path):
+            self.receiver.store.discard(path)

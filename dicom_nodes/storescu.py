@@ -43,6 +43,11 @@ class _HeldCheckpoint(threading.Event):
             super().set()
 
 
+def _alive(assoc: Association) -> bool:
+    """Established and its connection still served (the DUL thread ends when it closes)."""
+    return bool(assoc.is_established and assoc.dul.is_alive())
+
+
 class SendError(Exception):
     """An instance (or the association) could not be sent; the message is safe to log."""
 
@@ -98,7 +103,7 @@ class StoreSCU:
     def _association(self, needed: set[tuple[str, str]]) -> Association:
         stale = time.monotonic() - self._last_used > self.idle_close_s
         if self._assoc is not None and (
-            not self._assoc.is_established or stale or not needed <= self._contexts
+            not _alive(self._assoc) or stale or not needed <= self._contexts
         ):
             self.close()
         if self._assoc is None:
@@ -115,8 +120,9 @@ class StoreSCU:
         _config.STORE_SEND_CHUNKED_DATASET = True
         assoc = self._association({(c, t) for _, c, t in files})
         results: list[str | None] = []
+        lost = False
         for path, _sop_class, _syntax in files:
-            if not assoc.is_established:
+            if lost or not _alive(assoc):
                 results.append("association lost")
                 continue
             try:
@@ -127,6 +133,9 @@ class StoreSCU:
             code = getattr(status, "Status", None)
             if code is None:
                 results.append("no response (timeout or abort)")
+                # With the reactor held, is_established does not see the connection go:
+                # sending on would wait the DIMSE timeout once per remaining file.
+                lost = True
             elif code in _SUCCESS:
                 results.append(None)
             else:
