@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -212,13 +213,21 @@ def main(argv: list[str] | None = None) -> int:
 
     checks: list[Check] = []
     errors: dict[str, str] = {}
+    loads: list[float] = []
     started = time.monotonic()
     with open(out, "w") as handle:
         for name in names:
             full, quick = BENCHES[name]
+            load_before = os.getloadavg()[0]
             records, error, seconds = run_bench(name, quick if args.quick else full)
+            loads.append(round(max(load_before, os.getloadavg()[0]), 1))
             for record in records:
-                record["run_all"] = {"at": stamp, "quick": args.quick, "seconds": round(seconds)}
+                record["run_all"] = {
+                    "at": stamp,
+                    "quick": args.quick,
+                    "seconds": round(seconds),
+                    "load_avg_1m": loads[-1],  # others' work on the machine skews figures
+                }
                 handle.write(json.dumps(record) + "\n")
                 try:
                     checks += CHECKS[name](record)
@@ -229,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                 errors[name] = error
     minutes = (time.monotonic() - started) / 60
     mode = "quick sizes" if args.quick else "full sizes"
-    print(f"\n{mode}, {datetime.now(UTC):%Y-%m-%d}, {minutes:.1f} min, records in {out}\n")
+    print(
+        f"\n{mode}, {datetime.now(UTC):%Y-%m-%d}, {minutes:.1f} min, {os.cpu_count()} CPUs, "
+        f"1-min load average up to {max(loads, default=0):.1f}, records in {out}\n"
+    )
     print(table(checks, errors))
     return 1 if errors else 0
 

@@ -286,6 +286,20 @@ def restore_cmd(obj: Context, archive: str, force: bool) -> None:
     click.echo(f"restored {m.archived_files} store files and the database ({m.created_at})")
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run every benchmark: bench/run_all.py of a source checkout (options passed on)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "run_all.py").is_file():
+        click.echo("risgate bench needs a source checkout (bench/run_all.py)", err=True)
+        sys.exit(2)
+    sys.exit(subprocess.call([sys.executable, "-m", "bench.run_all", *args], cwd=root))
+
+
 @main.command("check-config")
 @click.pass_obj
 def check_config(obj: Context) -> None:
