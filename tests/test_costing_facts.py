@@ -96,7 +96,7 @@ def test_facts_from_order_by_accession(database: Database, tmp_path: Path) -> No
                 patient_pk=patient, visit_pk=visit, created_at=now, updated_at=now
             )
         ).inserted_primary_key[0]
-        session.execute(
+        rp = session.execute(
             insert(tables["requested_procedures"]).values(
                 order_pk=order,
                 requested_procedure_id="RP1",
@@ -104,7 +104,7 @@ def test_facts_from_order_by_accession(database: Database, tmp_path: Path) -> No
                 study_instance_uid="1.2.3.999",
                 procedure_code="CT-BUNG-CQ",
             )
-        )
+        ).inserted_primary_key[0]
     # a CT head by its DICOM (the rules would say 18.0149.0040): the order decides
     uid = add_study(database, accession="ACC-77", body_part="HEAD", study_date="20250310")
     service = make_service(database, tmp_path, rules=[])
@@ -124,3 +124,20 @@ def test_facts_from_order_by_accession(database: Database, tmp_path: Path) -> No
     assert outcome.record is not None
     assert (outcome.record.service_code, outcome.record.department) == ("18.0220.0041", "K19")
     assert outcome.record.full_cost == CT_2024_FULL_COST
+
+    if "study_matches" not in tables:
+        return
+    # a study the modality sent without accession, linked to the order by a person
+    linked = add_study(database, accession="", body_part="HEAD")
+    linked_pk, _ = _study(database, linked)
+    with database.session() as session:
+        assert facts_for_study(session, linked_pk).procedure_code is None
+        session.execute(
+            insert(tables["study_matches"]).values(
+                study_pk=linked_pk, state="MATCHED", method="manual", rp_pk=rp,
+                reason="", linked_by="billing1", created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    with database.session() as session:
+        facts = facts_for_study(session, linked_pk)
+    assert (facts.procedure_code, facts.department) == ("CT-BUNG-CQ", "K19")

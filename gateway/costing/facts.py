@@ -6,8 +6,9 @@ instances; SR/PR/KO and other non-image series are ignored), body part, station 
 given: Contrast/Bolus Agent and Volume, Device Serial Number (one instance per series).
 From the order, when the order tables exist (checked in ``Base.metadata`` at run time,
 so costing works before and without the order module): the procedure code and the
-department, linked by accession number (``studies.accession_number``), then by Study
-Instance UID.
+department: the requested procedure reconciliation matched the study to (table
+``study_matches``, state MATCHED), else the one with the study's accession number
+(``studies.accession_number``), else the one with its Study Instance UID.
 """
 
 from __future__ import annotations
@@ -139,8 +140,8 @@ def order_info(session: Session, study: Study) -> tuple[str | None, str | None]:
     table = _order_table()
     if table is None:
         return None, None
-    row: Any = None
-    if study.accession_number:
+    row: Any = _matched_row(session, study, table)
+    if row is None and study.accession_number:
         row = session.execute(
             select(table)
             .where(table.c.accession_number == study.accession_number)
@@ -159,6 +160,23 @@ def order_info(session: Session, study: Study) -> tuple[str | None, str | None]:
     values = row._mapping
     code = str(values["procedure_code"] or "").strip() or None
     return code, _department(session, values)
+
+
+def _matched_row(session: Session, study: Study, table: Table) -> Any:
+    """The requested procedure reconciliation matched the study to (MATCHED only)."""
+    matches = Base.metadata.tables.get("study_matches")
+    if (
+        matches is None
+        or table.name != "requested_procedures"
+        or not {"study_pk", "rp_pk", "state"} <= set(matches.c.keys())
+    ):
+        return None
+    rp_pk = session.scalar(
+        select(matches.c.rp_pk).where(matches.c.study_pk == study.id, matches.c.state == "MATCHED")
+    )
+    if rp_pk is None:
+        return None
+    return session.execute(select(table).where(table.c.id == rp_pk)).first()
 
 
 def _department(session: Session, values: Any) -> str | None:
