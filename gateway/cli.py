@@ -300,6 +300,16 @@ def bench(args: tuple[str, ...]) -> None:
     sys.exit(subprocess.call([sys.executable, "-m", "bench.run_all", *args], cwd=root))
 
 
+def _add_auth_commands() -> None:
+    from gateway.auth.cli import audit_group, users
+
+    main.add_command(users)
+    main.add_command(audit_group)
+
+
+_add_auth_commands()
+
+
 @main.command("check-config")
 @click.pass_obj
 def check_config(obj: Context) -> None:

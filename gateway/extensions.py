@@ -17,6 +17,9 @@ def install_extensions(service: Service) -> None:
     from gateway.costing import jobs as costing_jobs
 
     costing_jobs.install(service)
+    from gateway import thumbnails
+
+    thumbnails.install(service)  # series previews on study.stable, off the receive path
     from gateway.commitment import process as commitment
 
     commitment.install(service)

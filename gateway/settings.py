@@ -225,6 +225,35 @@ class LogSettings(_Section):
     json_format: bool = True
 
 
+class AuthSettings(_Section):
+    """Login sessions of the web UI."""
+
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Secure flag on the session cookie: None = when the request came over HTTPS.
+    cookie_secure: bool | None = None
+
+
+class MetricsSettings(_Section):
+    """``/metrics``: open when no token is set, else ``Authorization: Bearer <token>``."""
+
+    token: str | None = None
+    token_file: Path | None = None
+
+    def secret(self) -> str | None:
+        if self.token_file is not None:
+            return self.token_file.read_text().strip() or None
+        return self.token or None
+
+
+class UISettings(_Section):
+    """The web UI: the PACS viewer link and the series previews."""
+
+    viewer_url: str = "http://127.0.0.1:8042/ui/app/#/viewer?StudyInstanceUIDs={study_uid}"
+    default_language: str = Field(default="vi", pattern="^(vi|en)$")
+    thumbnail_size: int = Field(default=256, ge=32, le=1024)
+    thumbnail_format: str = Field(default="png", pattern="^(png|jpeg)$")
+
+
 class Settings(BaseSettings):
     """All settings of one gateway process."""
 
@@ -249,6 +278,9 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    ui: UISettings = Field(default_factory=UISettings)
 
     @classmethod
     def settings_customise_sources(

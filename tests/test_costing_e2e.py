@@ -66,7 +66,9 @@ def test_order_study_cost_report(gateway_factory: type, tmp_path: Path) -> None:
     assert "procedure code" in rec["mapping"] and rec["created_by"] == "system:worker"
 
     period = {"from": "2025-03-01", "to": "2025-03-31"}
-    xlsx = httpx.get(f"{gw.api}/api/reports/costs", params={**period, "format": "xlsx"})
+    xlsx = httpx.get(
+        f"{gw.api}/api/reports/costs", params={**period, "format": "xlsx"}, headers=gw.headers
+    )
     assert xlsx.status_code == 200
     rows = list(load_workbook(io.BytesIO(xlsx.content))["costs"].iter_rows(values_only=True))
     header, [row] = rows[1], rows[2:]
@@ -75,11 +77,15 @@ def test_order_study_cost_report(gateway_factory: type, tmp_path: Path) -> None:
     assert got["full_cost"] == CT_2024_FULL_COST and got["DON_GIA_BH"] == 663_400
     assert got["margin_BH"] == 663_400 - CT_2024_FULL_COST and got["MA_MAY"] == "CT01"
 
-    xml = httpx.get(f"{gw.api}/api/reports/costs", params={**period, "format": "xml3"})
+    xml = httpx.get(
+        f"{gw.api}/api/reports/costs", params={**period, "format": "xml3"}, headers=gw.headers
+    )
     [item] = ET.fromstring(xml.content).findall("./DSACH_CHI_TIET_DVKT/CHI_TIET_DVKT")
     assert item.findtext("MA_LK") == "E2E1" and item.findtext("MA_MAY") == "CT01"
     assert int(item.findtext("THANH_TIEN_BH") or 0) == got["DON_GIA_BH"]
     assert item.findtext("NGAY_TH_YL") == "202503101010"
-    xml2 = httpx.get(f"{gw.api}/api/reports/costs", params={**period, "format": "xml2"})
+    xml2 = httpx.get(
+        f"{gw.api}/api/reports/costs", params={**period, "format": "xml2"}, headers=gw.headers
+    )
     [drug] = ET.fromstring(xml2.content).findall("./DSACH_CHI_TIET_THUOC/CHI_TIET_THUOC")
     assert drug.findtext("THANH_TIEN_BV") == str(rec["separately_billed"])

@@ -13,17 +13,17 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
 from gateway.cli import main
 from gateway.db import Database
 from pricing_norms.catalogue_io import export_xlsx
 from pricing_norms.example import EXAMPLE_DATA_DIR, load_example_catalogue
+from tests.support.auth import authed_client
 from tests.test_costing_support import make_service
 
 
 @pytest.fixture
 def client(database: Database, tmp_path: Path) -> TestClient:
-    return TestClient(create_app(make_service(database, tmp_path)))
+    return authed_client(make_service(database, tmp_path), name="admin1")
 
 
 def _csv_files(directory: Path) -> list[tuple[str, tuple[str, bytes, str]]]:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
 from gateway.cli import main
 from gateway.hl7_listener import HL7Listener
 from gateway.service import Service
 from gateway.settings import Settings
 from tests.fixtures.orders.helpers import orm
+from tests.support.auth import authed_client
 from tests.support.gateway_proc import to_toml
 
 TODAY = date.today().strftime("%Y%m%d")
@@ -55,7 +54,7 @@ def test_cli_send_then_api(service: Service, tmp_path: Path) -> None:
     finally:
         listener.stop()
 
-    client = TestClient(create_app(service))
+    client = authed_client(service)
     page = client.get("/api/orders", params={"modality": "CT", "date_from": TODAY}).json()
     assert page["total"] == 1
     order = page["items"][0]

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from gateway.api.app import create_app
 from gateway.cli import main
 from gateway.costing.recording import Mappers, record_cost
 from gateway.costing.reports import ReportQuery, parse_day, write_report
 from gateway.db import Database
 from gateway.models import Study
+from tests.support.auth import authed_client
 from tests.test_costing_support import (
     CT_2024_FULL_COST,
     CT_2025_FULL_COST,
@@ -113,7 +112,7 @@ def test_xml3_and_xml2_parse_back(database: Database, costed: dict[str, str]) ->
 def test_api_streams_formats_and_groups(
     database: Database, tmp_path: Path, costed: dict[str, str]
 ) -> None:
-    client = TestClient(create_app(make_service(database, tmp_path)))
+    client = authed_client(make_service(database, tmp_path))
     base = "/api/reports/costs?from=2025-06-01&to=2025-07-31"
     r = client.get(base + "&format=csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
@@ -146,7 +145,7 @@ def test_api_streams_formats_and_groups(
     ],
 )
 def test_api_report_bad_input(database: Database, tmp_path: Path, query: str, message: str) -> None:
-    client = TestClient(create_app(make_service(database, tmp_path)))
+    client = authed_client(make_service(database, tmp_path))
     r = client.get("/api/reports/costs?" + query)
     assert r.status_code == 422
     assert message in r.text
@@ -155,7 +154,7 @@ def test_api_report_bad_input(database: Database, tmp_path: Path, query: str, me
 def test_api_recost_and_unmapped(
     database: Database, tmp_path: Path, costed: dict[str, str]
 ) -> None:
-    client = TestClient(create_app(make_service(database, tmp_path)))
+    client = authed_client(make_service(database, tmp_path), "billing1", "billing")
     uid = costed["ct_jun"]
     assert client.post(f"/api/costs/{uid}/recost", json={}).status_code == 422
     assert client.post(f"/api/costs/{uid}/recost", json={"reason": " "}).status_code == 422

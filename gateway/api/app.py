@@ -34,4 +34,7 @@ def create_app(service: Service) -> FastAPI:
     from gateway.api import commitments
 
     app.include_router(commitments.router)
+    from gateway.web.install import install as install_auth_and_ui
+
+    install_auth_and_ui(app, service)  # auth gate over every route, added before or after
     return app

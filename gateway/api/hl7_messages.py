@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
@@ -11,6 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.api.deps import get_session
+from gateway.auth.accounts import Principal
+from gateway.auth.deps import current_principal
+from gateway.auth.mask import mask_hl7, masks_patient_data
 from gateway.orders.models import HL7MessageRow
 from hl7.errors import HL7Error
 from hl7.parse import parse
@@ -59,8 +62,22 @@ def _parsed(raw: bytes) -> list[list[str]] | None:
     return [seg.encode().split(msg.delimiters.field) for seg in msg.segment_list]
 
 
-def _out(row: HL7MessageRow) -> MessageOut:
+def _out(row: HL7MessageRow, mask: bool = False) -> MessageOut:
+    if mask:  # roles that do not need patient data see the message structure only
+        raw = mask_hl7(_text(row.raw))
+        return MessageOut(
+            **_meta(row), raw=raw, parsed=[seg.split("|") for seg in raw.split("\n")], ack=""
+        )
     return MessageOut(
+        **_meta(row),
+        raw=_text(row.raw),
+        parsed=_parsed(row.raw),
+        ack=_text(row.ack),
+    )
+
+
+def _meta(row: HL7MessageRow) -> dict[str, Any]:
+    return dict(
         id=row.id,
         received_at=row.received_at,
         sender=row.sender,
@@ -71,15 +88,13 @@ def _out(row: HL7MessageRow) -> MessageOut:
         ack_code=row.ack_code,
         error=row.error,
         repeats=row.repeats,
-        raw=_text(row.raw),
-        parsed=_parsed(row.raw),
-        ack=_text(row.ack),
     )
 
 
 @router.get("", response_model=MessagePage)
 def list_messages(
     session: Annotated[Session, Depends(get_session)],
+    principal: Annotated[Principal, Depends(current_principal)],
     status: Annotated[str | None, Query(max_length=16)] = None,
     message_type: Annotated[str | None, Query(max_length=16, description="e.g. ORM^O01")] = None,
     control_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -95,12 +110,21 @@ def list_messages(
         query = query.where(HL7MessageRow.control_id == control_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(HL7MessageRow.id.desc()).offset(offset).limit(limit))
-    return MessagePage(total=total, offset=offset, limit=limit, items=[_out(r) for r in rows])
+    return MessagePage(
+        total=total,
+        offset=offset,
+        limit=limit,
+        items=[_out(r, masks_patient_data(principal)) for r in rows],
+    )
 
 
 @router.get("/{message_id}", response_model=MessageOut)
-def get_message(message_id: int, session: Annotated[Session, Depends(get_session)]) -> MessageOut:
+def get_message(
+    message_id: int,
+    session: Annotated[Session, Depends(get_session)],
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> MessageOut:
     row = session.get(HL7MessageRow, message_id)
     if row is None:
         raise HTTPException(404, "message not found")
-    return _out(row)
+    return _out(row, masks_patient_data(principal))

@@ -63,6 +63,9 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+ADMIN_NAME = "test-admin"
+TEST_PASSWORD = "test-password-1"
+
 DEFAULT_PEERS = [
     {"ae_title": "STORESCU", "host": "127.0.0.1"},
     {"ae_title": "ECHOSCU", "host": "127.0.0.1"},
@@ -94,12 +97,49 @@ class GatewayProcess:
         self.config_path.write_text(to_toml(self.config))
         self.log_path = work / "gateway.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.db_url = db_url
+        self.token: str | None = None  # an admin's API token, made by start()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Credentials for raw HTTP calls: ``httpx.get(url, headers=gw.headers)``."""
+        if self.token is None:
+            self.token = self.user_token(ADMIN_NAME, "admin")
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def user_token(self, name: str, role: str, password: str | None = TEST_PASSWORD) -> str:
+        """Create user ``name`` (migrating the database first) if needed; a new API token."""
+        from gateway.auth import accounts
+        from gateway.db import Database, make_engine
+        from gateway.migrate import upgrade
+
+        db = Database(make_engine(self.db_url))
+        try:
+            upgrade(db.engine)
+            with db.session() as session:
+                user = accounts.find_user(session, name)
+                if user is None:
+                    user = accounts.create_user(session, name, role, password)
+                return accounts.create_token(session, user, "tests")
+        finally:
+            db.dispose()
+
+    def create_user(self, name: str, role: str, password: str = TEST_PASSWORD) -> None:
+        """``risgate users create`` against this gateway's configuration."""
+        pw_file = self.work / f".pw-{name}"
+        pw_file.write_text(password + "\n")
+        subprocess.run(
+            [sys.executable, "-m", "gateway", "--config", str(self.config_path), "users",
+             "create", "--role", role, "--password-file", str(pw_file), name],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
 
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        self.headers  # noqa: B018 -- an admin token for the API calls of the tests
         log = open(self.log_path, "ab")  # noqa: SIM115
         env = dict(os.environ)
         env.pop("RISGATE_CONFIG", None)
@@ -140,6 +180,6 @@ class GatewayProcess:
         self.process = None
 
     def get(self, path: str, **params: Any) -> Any:
-        r = httpx.get(f"{self.api}{path}", params=params, timeout=30)
+        r = httpx.get(f"{self.api}{path}", params=params, headers=self.headers, timeout=30)
         r.raise_for_status()
         return r.json()

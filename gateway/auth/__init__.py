@@ -1,0 +1,1 @@
+"""Authentication and authorisation: users, roles, API tokens, UI sessions, route policy."""

@@ -1,0 +1,240 @@
+"""The web UI in real headless Chromium (Debian's, driven by Playwright): each role logs in
+and sees only its pages, thumbnails of a CT and a JPEG-compressed US study, linking an
+unmatched study, a billing report download, and switching language. Screenshots go to
+``test-artifacts/``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from click.testing import CliRunner
+from pydicom.data import get_testdata_file
+
+from gateway.auth import policy
+from gateway.cli import main
+from gateway.web.routes import NAV
+from tests.fixtures.orders.helpers import ack_code, orm, send_all
+from tests.support.ctgen import make_ct_study
+from tests.support.dcmtk import PROPOSE_FLAG, storescu
+from tests.support.gateway_proc import TEST_PASSWORD, GatewayProcess
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+USERS = {"admin": "ui-admin", "radiologist": "ui-rad", "billing": "ui-bill"}
+TODAY = date.today().strftime("%Y%m%d")
+
+
+def _wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("web")
+    gw = GatewayProcess(
+        tmp / "gw",
+        f"sqlite:///{tmp / 'web.db'}",
+        {
+            "costing": {
+                "default_department": "K-CDHA",
+                "procedure_map": {"CT-BUNG-CQ": "18.0220.0041"},
+                "machine_by_station": {"CT_ROOM_1": "CT01"},
+            },
+            "ui": {"viewer_url": "http://viewer.test/viewer?study={study_uid}"},
+        },
+    )
+    try:
+        r = CliRunner().invoke(
+            main, ["--config", str(gw.config_path), "norms", "import", "--example"]
+        )
+        assert r.exit_code == 0, r.output
+        for role, name in USERS.items():
+            gw.create_user(name, role)  # through `risgate users create`
+        gw.start()
+        orders = [
+            orm("W1", patient_id="BN1", name="NGUYỄN^VĂN AN", placer="PLW1", accession="WEB1",
+                start="20250310090000",
+                procedure="CT-BUNG-CQ^CT bụng-tiểu khung có thuốc cản quang^LOCAL"),
+            orm("W2", patient_id="BNUS1", name="LÊ^THỊ HOA", placer="PLW2", accession="WEBUS1",
+                start=f"{TODAY}090000", modality="US"),
+        ]  # fmt: skip
+        assert [ack_code(a) for a in send_all(gw.hl7_port, orders)] == ["AA", "AA"]
+        ct_uid, ct_files = make_ct_study(
+            tmp / "ct", 3, size=64, accession="WEB1", patient_id="BN1",
+            patient_name="NGUYỄN^VĂN AN", study_date="20250310", station="CT_ROOM_1",
+        )  # fmt: skip
+        assert storescu(gw.dicom_port, ct_files).returncode == 0
+        us = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"))
+        us.PatientID, us.AccessionNumber = "BNUS1", "NOORDER9"
+        us_path = tmp / "us.dcm"
+        us.save_as(us_path)
+        sent = storescu(
+            gw.dicom_port, [us_path], extra=[PROPOSE_FLAG[str(us.file_meta.TransferSyntaxUID)]]
+        )
+        assert sent.returncode == 0, sent.stderr
+
+        def rendered() -> bool:
+            studies = gw.get("/api/studies")["items"]
+            return len(studies) == 2 and all(s["state"] == "STABLE" for s in studies)
+
+        _wait(rendered, 40, "stable studies")
+        _wait(lambda: gw.get(f"/api/costs/{ct_uid}")["revisions"], 40, "cost record")
+        ARTIFACTS.mkdir(exist_ok=True)
+        yield {"gw": gw, "ct": ct_uid, "us": str(us.StudyInstanceUID),
+               "us_series": str(us.SeriesInstanceUID)}  # fmt: skip
+    finally:
+        gw.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(site: dict[str, Any]) -> Iterator[Any]:  # site first: it uses asyncio.run
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _login(browser: Any, site: dict[str, Any], role: str, lang: str = "en") -> Any:
+    gw: GatewayProcess = site["gw"]
+    context = browser.new_context(base_url=gw.api, accept_downloads=True)
+    context.add_cookies([{"name": "risgate_lang", "value": lang, "url": gw.api}])
+    page = context.new_page()
+    page.goto("/ui/studies")  # not logged in: sent to the login page
+    page.wait_for_url("**/login?next=/ui/studies")
+    page.fill("#username", USERS[role])
+    page.fill("#password", TEST_PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_load_state()
+    return page
+
+
+def _expected_nav(role: str) -> list[str]:
+    return [k for k, url in NAV if policy.allows(policy.rule_for("GET", url) or frozenset(), role)]
+
+
+@pytest.mark.parametrize("role", ["admin", "radiologist", "billing"])
+def test_each_role_sees_only_its_pages(browser: Any, site: dict[str, Any], role: str) -> None:
+    page = _login(browser, site, role)
+    assert page.locator("#whoami").inner_text() == f"{USERS[role]} ({role})"
+    nav = page.locator("#nav a").evaluate_all("els => els.map(e => e.dataset.nav)")
+    assert nav == _expected_nav(role)
+    page.screenshot(path=str(ARTIFACTS / f"home-{role}.png"), full_page=True)
+    for key, url in NAV:
+        response = page.goto(url)
+        assert response is not None
+        if key in nav:
+            assert response.status == 200, (role, url)
+        else:
+            assert response.status == 403, (role, url)
+    if role == "billing":
+        page.goto("/ui/hl7")
+        text = page.locator("#hl7").inner_text()
+        assert "ORM^O01" in text and "BNUS1" not in text and "NGUYỄN" not in text
+    if role == "radiologist":
+        page.goto("/ui/studies")
+        assert "NGUYỄN^VĂN AN" in page.locator("#studies").inner_text()
+        assert page.request.get("/api/audit").status == 403
+    page.context.close()
+
+
+def test_thumbnails_of_ct_and_compressed_us(browser: Any, site: dict[str, Any]) -> None:
+    page = _login(browser, site, "radiologist")
+    page.goto("/ui/studies")
+    for uid in (site["ct"], site["us"]):
+        img = page.locator(f'tr[data-study="{uid}"] img.thumb')
+        img.first.wait_for()
+        loaded = img.first.evaluate("i => i.complete && i.naturalWidth > 0 ? i.naturalWidth : 0")
+        assert loaded > 0, uid
+    row = page.locator(f'tr[data-study="{site["ct"]}"]')
+    done = row.locator(".step.done").evaluate_all("els => els.map(e => e.dataset.step)")
+    assert {"received", "matched", "costed"} <= set(done)
+    page.screenshot(path=str(ARTIFACTS / "studies-thumbnails.png"), full_page=True)
+    href = row.locator("a.viewer").get_attribute("href")
+    opened = page.request.get(href, max_redirects=0)  # the browser's session cookie
+    assert opened.status == 303
+    assert opened.headers["location"] == f"http://viewer.test/viewer?study={site['ct']}"
+    record = site["gw"].get("/api/audit", action="view.viewer")["items"][0]
+    assert (record["user"], record["object_id"]) == (USERS["radiologist"], site["ct"])
+    page.context.close()
+
+
+def test_link_unmatched_study(browser: Any, site: dict[str, Any]) -> None:
+    page = _login(browser, site, "billing")
+    page.goto("/ui/unmatched")
+    row = page.locator(f'tr[data-study="{site["us"]}"]')
+    row.wait_for()
+    assert row.locator("img.thumb").count() == 1
+    if page.locator("#link-todo").count():
+        page.context.close()
+        pytest.skip("POST /api/studies/{uid}/link is not in this tree yet")
+    row.locator(".order-search input").fill("BNUS1")
+    row.locator(".order-search button").click()
+    hit = row.locator('.order-hit[data-accession="WEBUS1"]')
+    hit.wait_for()
+    hit.locator("button.link-order").click()
+    page.wait_for_selector(f'tr[data-study="{site["us"]}"] .order-hit.linked')
+    page.screenshot(path=str(ARTIFACTS / "unmatched-linked.png"), full_page=True)
+    audit = site["gw"].get("/api/audit", action="change.link")
+    assert audit["items"][0]["user"] == USERS["billing"]
+    assert audit["items"][0]["object_id"] == site["us"]
+    page.context.close()
+
+
+def test_billing_report_and_download(browser: Any, site: dict[str, Any]) -> None:
+    page = _login(browser, site, "billing", lang="vi")
+    page.goto("/ui/billing?from=2025-03-01&to=2025-03-31")
+    total = page.locator("#billing-total").inner_text()
+    assert total.endswith(" ₫") and "." in total
+    assert page.locator("#billing-chart svg rect").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "billing.png"), full_page=True)
+    with page.expect_download() as info:
+        page.click("#dl-csv")
+    download = info.value
+    assert download.suggested_filename == "costs_20250301_20250331.csv"
+    text = Path(download.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["study_key"] for r in rows] == [site["ct"]]
+    with page.expect_download() as info:
+        page.click("#dl-xlsx")
+    assert Path(info.value.path()).read_bytes()[:2] == b"PK"
+    audit = site["gw"].get("/api/audit", action="export.cost_report")
+    assert audit["total"] == 2 and audit["items"][0]["user"] == USERS["billing"]
+    page.context.close()
+
+
+def test_switch_language(browser: Any, site: dict[str, Any]) -> None:
+    page = _login(browser, site, "admin", lang="vi")
+    page.goto("/ui/billing?from=2025-03-01&to=2025-03-31")
+    assert page.locator("h1").inner_text() == "Báo cáo chi phí"
+    vi_total = page.locator("#billing-total").inner_text()
+    page.click("#lang-en")
+    page.wait_for_url("**/ui/billing?from=2025-03-01&to=2025-03-31")
+    assert page.locator("h1").inner_text() == "Billing report"
+    en_total = page.locator("#billing-total").inner_text()
+    assert en_total.endswith(" VND") and en_total.replace(",", "").removesuffix(" VND") == (
+        vi_total.replace(".", "").removesuffix(" ₫")
+    )
+    page.screenshot(path=str(ARTIFACTS / "billing-en.png"), full_page=True)
+    page.click("#lang-vi")
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text() == "Báo cáo chi phí"
+    page.context.close()
