@@ -178,7 +178,7 @@ class CostingSettings(_Section):
 
 
 class ReconcileSettings(_Section):
-    unmatched: str = Field(default="hold", pattern="^(hold|forward)$")
+    unmatched: str = Field(default="forward", pattern="^(hold|forward)$")
     date_window_days: int = Field(default=1, ge=0, le=30)
     modifying_system: str = "RISGATE"
 

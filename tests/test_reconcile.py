@@ -116,7 +116,7 @@ def test_full_path_order_study_corrected_and_reported(
 def test_unmatched_study_held_then_linked(
     gateway_factory: type, orthanc: LocalOrthanc, emr: EmrPeer, tmp_path: Path
 ) -> None:
-    gw = _gateway(gateway_factory, orthanc, emr.port)
+    gw = _gateway(gateway_factory, orthanc, emr.port, reconcile={"unmatched": "hold"})
     study_uid, files = make_ct_study(tmp_path / "s", 10, size=32, patient_id="UNKNOWN9",
                                      accession="NOPE")  # fmt: skip
     assert storescu(gw.dicom_port, files).returncode == 0
