@@ -129,3 +129,12 @@ def test_route_without_rule_is_refused(setup) -> None:  # type: ignore[no-untype
     finally:
         app.router.routes.pop()
         app.openapi_schema = None
+
+
+def test_audited_routes_have_rules() -> None:
+    """Every audited route is also in the rule table (a typo there would audit nothing)."""
+    missing = [key for key in policy.AUDITED if key not in policy.RULES]
+    assert not missing, missing
+    assert all(
+        action.split(".")[0] in ("view", "change", "export") for action in policy.AUDITED.values()
+    )

@@ -149,6 +149,16 @@ def test_each_role_sees_only_its_pages(browser: Any, site: dict[str, Any], role:
         page.goto("/ui/hl7")
         text = page.locator("#hl7").inner_text()
         assert "ORM^O01" in text and "BNUS1" not in text and "NGUYỄN" not in text
+    if role == "admin":  # a change through the UI: JSON form with the session's CSRF token
+        page.goto("/ui/users")
+        form = page.locator("#user-create")
+        form.locator("input[name=name]").fill("ui-made")
+        form.locator("select[name=role]").select_option("radiologist")
+        form.locator("input[name=password]").fill("made-in-ui-1")
+        form.locator("button").click()
+        page.wait_for_selector("#users td:text-is('ui-made')")
+        made = site["gw"].get("/api/audit", action="change.user_create")["items"][0]
+        assert (made["user"], made["object_id"], made["outcome"]) == (USERS["admin"], "", "ok")
     if role == "radiologist":
         page.goto("/ui/studies")
         assert "NGUYỄN^VĂN AN" in page.locator("#studies").inner_text()
