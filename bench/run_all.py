@@ -8,7 +8,8 @@ MISS. ``--quick`` uses smaller sizes (a smoke run; the targets are meant for ful
 Exit status: 1 if a benchmark failed to run, 0 otherwise (a MISS is reported, not fatal).
 
 Usage: .venv/bin/python -m bench.run_all [--quick] [--only ingest,hl7] [--out FILE]
-(also ``risgate bench`` from a source checkout).
+(also ``risgate bench`` from a source checkout); ``--table FILE`` prints the table of an
+earlier run again.
 """
 
 from __future__ import annotations
@@ -202,7 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset")
     parser.add_argument("--out", type=Path, help="JSON lines file to write")
+    parser.add_argument("--table", type=Path, help="print the table of an earlier run's file")
     args = parser.parse_args(argv)
+    if args.table:
+        records = [json.loads(line) for line in args.table.read_text().splitlines() if line]
+        print(table([c for r in records for c in CHECKS[r["bench"]](r)], {}))
+        return 0
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
