@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,7 +68,10 @@ def list_users(session: Annotated[Session, Depends(get_session)]) -> list[UserOu
 
 
 @router.post("/api/users", response_model=UserOut, status_code=201)
-def create_user(body: UserCreate, session: Annotated[Session, Depends(get_session)]) -> UserOut:
+def create_user(
+    body: UserCreate, request: Request, session: Annotated[Session, Depends(get_session)]
+) -> UserOut:
+    request.state.audit_object = body.name if accounts.NAME_RE.match(body.name) else ""
     try:
         user = accounts.create_user(session, body.name, body.role, body.password)
     except accounts.AccountError as exc:

@@ -187,7 +187,9 @@ class AuthMiddleware:
                 role=principal.role,
                 source=client[0] if client else "",
                 object_type=action.split(".", 1)[-1],
-                object_id=",".join(str(v) for v in params.values())[:128],
+                object_id=(
+                    scope["state"].get("audit_object") or ",".join(str(v) for v in params.values())
+                )[:128],
                 outcome="ok" if 200 <= status < 400 else f"http {status}",
                 detail=scope.get("query_string", b"").decode("latin-1")[:500],
             )
