@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +19,14 @@ from gateway.models import Study
 from gateway.service import Service
 
 router = APIRouter(prefix="/api/costs", tags=["costs"])
+
+
+def actor(request: Request, header: str | None) -> str:
+    """Who acts: the authenticated user; the ``X-Risgate-User`` header only without auth."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None:
+        return str(principal.name)[:64]
+    return header or "api"
 
 
 def record_info(row: CostRecordRow, document: str | None = None) -> dict[str, Any]:
@@ -113,6 +121,7 @@ class RecostRequest(BaseModel):
 def recost(
     study_uid: str,
     body: RecostRequest,
+    request: Request,
     service: Annotated[Service, Depends(get_service)],
     x_risgate_user: Annotated[str | None, Header(max_length=64)] = None,
 ) -> dict[str, Any]:
@@ -127,7 +136,7 @@ def recost(
             study,
             mappers,
             reason=body.reason.strip(),
-            created_by=x_risgate_user or "api",
+            created_by=actor(request, x_risgate_user),
             force=True,
             store=service.store,
         )

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Header, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, File, Header, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.api.costs import actor
 from gateway.api.deps import get_service, get_session
 from gateway.costing.catalogue_store import (
     MAX_UPLOAD_BYTES,
@@ -98,6 +99,7 @@ def error_body(exc: CatalogueError) -> dict[str, Any]:
 
 @router.post("/import", status_code=201, response_model=None)
 async def import_catalogue(
+    request: Request,
     service: Annotated[Service, Depends(get_service)],
     files: Annotated[list[UploadFile], File(description="one .xlsx, one .zip, or the .csv files")],
     x_risgate_user: Annotated[str | None, Header(max_length=64)] = None,
@@ -122,7 +124,7 @@ async def import_catalogue(
             catalogue,
             file_name=name,
             digest=checksum(received),
-            imported_by=x_risgate_user or "api",
+            imported_by=actor(request, x_risgate_user),
         )
         requeued = requeue_uncosted(session)
         info = import_info(imp)
