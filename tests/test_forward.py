@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_errors_retry_then_dead_then_fixed(
 
     gw.config_path.write_text(to_toml(gw.config))
     out = subprocess.run(
-        [".venv/bin/risgate", "--config", str(gw.config_path), "forward", "retry"],
+        [sys.executable, "-m", "gateway", "--config", str(gw.config_path), "forward", "retry"],
         capture_output=True,
         text=True,
         check=True,
