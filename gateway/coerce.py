@@ -19,8 +19,8 @@ from pydicom.sequence import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.orders.models import Order, OrderPatient, RequestedProcedure, ScheduledStep
-from gateway.reconcile_models import MatchState, StudyMatch
+from gateway.orders.models import ScheduledStep
+from gateway.reconcile import matched_order
 
 # Top-level attributes set from the order (keyword -> value).
 PATIENT_KEYS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex")
@@ -47,24 +47,10 @@ def person_name(family: str, given: str, middle: str) -> str:
 
 def plan_for_study(session: Session, study_pk: int, modifying_system: str) -> CoercionPlan | None:
     """The coercion plan of a matched study, or None (unmatched: forward as received)."""
-    row = session.execute(
-        select(RequestedProcedure, Order, OrderPatient)
-        .join(StudyMatch, StudyMatch.rp_pk == RequestedProcedure.id)
-        .join(Order, Order.id == RequestedProcedure.order_pk)
-        .join(OrderPatient, OrderPatient.id == Order.patient_pk)
-        .where(StudyMatch.study_pk == study_pk, StudyMatch.state == MatchState.MATCHED)
-    ).first()
-    if row is None:
+    found = matched_order(session, study_pk)
+    if found is None:
         return None
-    rp, _order, patient = row
-    # A merged patient's surviving record carries the identity to use.
-    seen = set()
-    while patient.merged_into_pk is not None and patient.id not in seen:
-        seen.add(patient.id)
-        survivor = session.get(OrderPatient, patient.merged_into_pk)
-        if survivor is None:
-            break
-        patient = survivor
+    rp, _order, patient = found
     step_id = session.scalar(
         select(ScheduledStep.step_id).where(ScheduledStep.rp_pk == rp.id).limit(1)
     )

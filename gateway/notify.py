@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from gateway import events, jobs
 from gateway.models import Job, Study, utcnow
-from gateway.orders.models import Order, OrderPatient, RequestedProcedure, Visit
+from gateway.orders.models import Visit
 from gateway.pacs_client import OrthancClient, PacsError
-from gateway.reconcile_models import MatchState, OutboundMessage, StudyMatch
+from gateway.reconcile import matched_order
+from gateway.reconcile_models import OutboundMessage
 from gateway.service import Service
 from gateway.tls import notify_client_context
 from hl7 import mllp_client
@@ -65,21 +66,10 @@ def _birth(value: str) -> date | None:
 def _order_context(
     session: Session, study_pk: int
 ) -> tuple[PatientData, OrderData, VisitData | None] | None:
-    row = session.execute(
-        select(RequestedProcedure, Order, OrderPatient)
-        .join(StudyMatch, StudyMatch.rp_pk == RequestedProcedure.id)
-        .join(Order, Order.id == RequestedProcedure.order_pk)
-        .join(OrderPatient, OrderPatient.id == Order.patient_pk)
-        .where(StudyMatch.study_pk == study_pk, StudyMatch.state == MatchState.MATCHED)
-    ).first()
-    if row is None:
+    found = matched_order(session, study_pk)
+    if found is None:
         return None
-    rp, order, patient = row
-    while patient.merged_into_pk is not None:
-        survivor = session.get(OrderPatient, patient.merged_into_pk)
-        if survivor is None or survivor.id == patient.id:
-            break
-        patient = survivor
+    rp, order, patient = found
     patient_data = PatientData(
         identifiers=(PatientIdentifier(patient.patient_id, patient.issuer, "MR"),),
         family_name=patient.family_name,

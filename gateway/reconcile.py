@@ -127,6 +127,31 @@ def _check(session: Session, rp_pk: int, study_pk: int, method: str) -> MatchRes
     return MatchResult(MatchState.MATCHED, method, rp_pk)
 
 
+def matched_order(
+    session: Session, study_pk: int
+) -> tuple[RequestedProcedure, Order, OrderPatient] | None:
+    """The requested procedure, order and (surviving, after merges) patient of a matched
+    study; None when the study is not matched."""
+    row = session.execute(
+        select(RequestedProcedure, Order, OrderPatient)
+        .join(StudyMatch, StudyMatch.rp_pk == RequestedProcedure.id)
+        .join(Order, Order.id == RequestedProcedure.order_pk)
+        .join(OrderPatient, OrderPatient.id == Order.patient_pk)
+        .where(StudyMatch.study_pk == study_pk, StudyMatch.state == MatchState.MATCHED)
+    ).first()
+    if row is None:
+        return None
+    rp, order, patient = row
+    seen = set()
+    while patient.merged_into_pk is not None and patient.id not in seen:
+        seen.add(patient.id)
+        survivor = session.get(OrderPatient, patient.merged_into_pk)
+        if survivor is None:
+            break
+        patient = survivor
+    return rp, order, patient
+
+
 def _save(session: Session, study_pk: int, result: MatchResult, by: str = "") -> None:
     now = utcnow()
     values = {

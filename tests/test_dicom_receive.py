@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from sqlalchemy import create_engine, select
 
 from gateway.models import Instance
 from tests.support.ctgen import make_ct_study
-from tests.support.dcmtk import PROPOSE_FLAG, echoscu, storescu
+from tests.support.dcmtk import PROPOSE_FLAG, echoscu, storescu, storescu_acknowledged
 from tests.support.gateway_proc import GatewayProcess
 
 pytestmark = pytest.mark.integration
@@ -216,35 +213,11 @@ def test_sigkill_during_send_loses_no_acknowledged_instance(
     sop_by_file = {
         str(f): pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files
     }
-    proc = subprocess.Popen(
-        [
-            "storescu",
-            "-v",
-            "-aet",
-            "STORESCU",
-            "-aec",
-            "RISGATE",
-            "127.0.0.1",
-            str(gateway.dicom_port),
-            *map(str, files),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
-    )
     acknowledged: list[str] = []
-    current: str | None = None
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.search(r"Sending file: (.+)$", line)
-        if m:
-            current = m.group(1).strip()
-        if "Received Store Response (Success)" in line and current:
-            acknowledged.append(sop_by_file[current])
-            if len(acknowledged) == 120:
-                gateway.kill()
-    proc.wait(60)
+    for path in storescu_acknowledged(gateway.dicom_port, files):
+        acknowledged.append(sop_by_file[str(path)])
+        if len(acknowledged) == 120:
+            gateway.kill()
     assert 120 <= len(acknowledged) < 300
     gateway.start()
     indexed = _indexed_uids(gateway)
@@ -255,4 +228,3 @@ def test_sigkill_during_send_loses_no_acknowledged_instance(
     # After the restart the rest can be sent; nothing was left half-written.
     assert storescu(gateway.dicom_port, files).returncode == 0
     assert len(_indexed_uids(gateway)) == 300
-    time.sleep(0.1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from gateway.local_orthanc import LocalOrthanc
 from gateway.models import Job
 from tests.conftest import destination_for
 from tests.support.ctgen import make_ct_study
-from tests.support.dcmtk import storescu
+from tests.support.dcmtk import storescu, storescu_acknowledged
 
 pytestmark = pytest.mark.integration
 
@@ -133,35 +132,11 @@ def test_gateway_killed_mid_forward(
     sop_by_file = {
         str(f): pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files
     }
-    proc = subprocess.Popen(
-        [
-            "storescu",
-            "-v",
-            "-aet",
-            "STORESCU",
-            "-aec",
-            "RISGATE",
-            "127.0.0.1",
-            str(gw.dicom_port),
-            *map(str, files),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
-    )
     acknowledged: list[str] = []
-    current = None
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.search(r"Sending file: (.+)$", line)
-        if m:
-            current = m.group(1).strip()
-        if "Received Store Response (Success)" in line and current:
-            acknowledged.append(sop_by_file[current])
-            if len(acknowledged) == 200:
-                gw.kill()
-    proc.wait(60)
+    for path in storescu_acknowledged(gw.dicom_port, files):
+        acknowledged.append(sop_by_file[str(path)])
+        if len(acknowledged) == 200:
+            gw.kill()
     assert len(acknowledged) >= 200
     gw.start()
     wait_for(_orthanc_has(orthanc, study_uid, set(acknowledged)), 60, "acknowledged instances")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -53,3 +53,29 @@ PROPOSE_FLAG = {
     "1.2.840.10008.1.2.2": "-xb",
     "1.2.840.10008.1.2": "-xi",
 }
+
+
+def storescu_acknowledged(
+    port: int, files: Sequence[Path], *, aet: str = "STORESCU", aec: str = "RISGATE"
+) -> Iterator[Path]:
+    """Run ``storescu -v``; yield each file as its C-STORE is answered with success.
+
+    What the modality saw acknowledged is what a durability test must find again.
+    """
+    proc = subprocess.Popen(
+        ["storescu", "-v", "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
+    )
+    current: str | None = None
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if "Sending file: " in line:
+                current = line.split("Sending file: ", 1)[1].strip()
+            elif "Received Store Response (Success)" in line and current:
+                yield Path(current)
+    finally:
+        proc.wait(60)
