@@ -9,10 +9,9 @@ never leaves a receiver holding the port.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import threading
+import subprocess
+import sys
 from collections.abc import Callable
-from typing import Any
 
 import uvicorn
 
@@ -28,18 +27,17 @@ log = logging.getLogger(__name__)
 ROLES = ("dicom", "hl7", "api", "worker")
 
 
-def _dicom_child(settings_data: dict[str, Any]) -> None:
-    die_with_parent()
-    settings = Settings.model_validate(settings_data)
-    setup_logging(settings.log.level, settings.log.json_format)
-    service = Service.create(settings, migrate=False)
-    install_extensions(service)
-    from dicom_nodes.server import start_dicom_server
-
-    start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
-    if settings.dicom.tls_port is not None:
-        start_dicom_server(settings.dicom, service.receiver, dicom_services(service), tls=True)
-    threading.Event().wait()
+def _start_dicom_child(settings: Settings) -> subprocess.Popen[bytes]:
+    """One more receiver process; a plain subprocess, lighter than multiprocessing's."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gateway.dicom_child"],
+        stdin=subprocess.PIPE,
+        preexec_fn=die_with_parent,
+    )
+    assert child.stdin is not None
+    child.stdin.write(settings.model_dump_json().encode())
+    child.stdin.close()
+    return child
 
 
 def serve(settings: Settings, roles: list[str]) -> None:
@@ -51,19 +49,13 @@ def serve(settings: Settings, roles: list[str]) -> None:
         log.info("removed %d unacknowledged temp files", removed)
     install_extensions(service)
     stoppers: list[Callable[[], None]] = []
-    children: list[multiprocessing.process.BaseProcess] = []
+    children: list[subprocess.Popen[bytes]] = []
 
     if "dicom" in roles:
         from dicom_nodes.server import start_dicom_server
 
-        ctx = multiprocessing.get_context("spawn")
-        data = settings.model_dump(mode="json")
         for _ in range(settings.dicom.processes - 1):
-            child: multiprocessing.process.BaseProcess = ctx.Process(
-                target=_dicom_child, args=(data,), daemon=True
-            )
-            child.start()
-            children.append(child)
+            children.append(_start_dicom_child(settings))
         server = start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
         stoppers.append(server.shutdown)
         if settings.dicom.tls_port is not None:
@@ -105,4 +97,9 @@ def serve(settings: Settings, roles: list[str]) -> None:
                 log.exception("error while stopping")
         for child in children:
             child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
         service.close()

@@ -1,0 +1,39 @@
+"""An extra DICOM receiver process (``dicom.processes`` > 1), started by ``risgate serve``.
+
+It reads its settings as JSON on stdin (so no secret shows in its command line or
+environment), binds the same port with SO_REUSEPORT and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gateway.extensions import dicom_services, install_extensions
+from gateway.logs import setup_logging
+from gateway.procutil import die_with_parent, install_stop_handlers
+from gateway.service import Service
+from gateway.settings import Settings
+
+
+def main() -> None:
+    die_with_parent()
+    settings = Settings.model_validate_json(sys.stdin.read())
+    setup_logging(settings.log.level, settings.log.json_format)
+    stop = install_stop_handlers()
+    service = Service.create(settings, migrate=False)
+    install_extensions(service)  # the same hooks and event subscribers as every process
+    from dicom_nodes.server import start_dicom_server
+
+    servers = [start_dicom_server(settings.dicom, service.receiver, dicom_services(service))]
+    if settings.dicom.tls_port is not None:
+        servers.append(
+            start_dicom_server(settings.dicom, service.receiver, dicom_services(service), tls=True)
+        )
+    stop.wait()
+    for server in servers:
+        server.shutdown()
+    service.close()
+
+
+if __name__ == "__main__":
+    main()
