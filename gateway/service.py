@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.db import Database
-from gateway.migrate import upgrade
 from gateway.receive import InstanceHook, Receiver
 from gateway.settings import Settings
 from gateway.store import InstanceStore
@@ -32,6 +31,8 @@ class Service:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database.from_settings(settings)
         if migrate:
+            from gateway.migrate import upgrade  # Alembic: ~12 MB, not needed by receivers
+
             upgrade(db.engine)
         store = InstanceStore(settings.store_path, fsync=settings.store.fsync)
         hooks: list[InstanceHook] = []

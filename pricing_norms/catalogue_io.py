@@ -24,9 +24,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
-
 from pricing_norms.catalogue import (
     CapacityUnit,
     Catalogue,
@@ -474,6 +471,9 @@ def load_csv_dir(directory: str | Path) -> Catalogue:
 
 def load_xlsx(source: str | Path | BinaryIO) -> Catalogue:
     """Load and validate a catalogue from one workbook, one sheet per table."""
+    from openpyxl import load_workbook  # imported when needed (memory of other processes)
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         workbook = load_workbook(source, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as error:
@@ -571,6 +571,8 @@ def _xlsx_value(value: object) -> object:
 
 def export_xlsx(catalogue: Catalogue, target: str | Path | BinaryIO) -> None:
     """Write one sheet per table; a first ``NOTE`` sheet flags illustrative norms."""
+    from openpyxl import Workbook
+
     workbook = Workbook(write_only=True)
     note = catalogue.illustrative_note
     if note is not None:
