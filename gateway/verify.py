@@ -107,60 +107,28 @@ def verify_study(service: Service, study_uid: str) -> bool:
         if not counts:
             continue
         expected = sum(counts.values())
+        done = counts.get(JobState.DONE, 0)
         waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.RUNNING, 0)
         dead = counts.get(JobState.DEAD, 0)
         held = counts.get(JobState.HELD, 0)
-        if held:
-            # Waiting for a person to link the study; linking checks it again.
+        # Not sent yet: held for a person (linking checks again), queued, or dead jobs.
+        pending = (
+            (ForwardState.HELD, f"{held} held: not matched") if held
+            else (ForwardState.PENDING, f"{waiting} queued") if waiting
+            else (ForwardState.INCOMPLETE, f"{dead} dead jobs") if dead
+            else None
+        )  # fmt: skip
+        if pending is not None:
             with service.db.session() as session:
-                _record(
-                    session,
-                    study_pk,
-                    dest.name,
-                    ForwardState.HELD,
-                    expected=expected,
-                    found=counts.get(JobState.DONE, 0),
-                    detail=f"{held} held: not matched",
-                )
-            incomplete = True
-            continue
-        if waiting:
-            with service.db.session() as session:
-                _record(
-                    session,
-                    study_pk,
-                    dest.name,
-                    ForwardState.PENDING,
-                    expected=expected,
-                    found=counts.get(JobState.DONE, 0),
-                    detail=f"{waiting} queued",
-                )
-            again = True
-            continue
-        if dead:
-            with service.db.session() as session:
-                _record(
-                    session,
-                    study_pk,
-                    dest.name,
-                    ForwardState.INCOMPLETE,
-                    expected=expected,
-                    found=counts.get(JobState.DONE, 0),
-                    detail=f"{dead} dead jobs",
-                )
-            incomplete = True
+                _record(session, study_pk, dest.name, pending[0], expected=expected,
+                        found=done, detail=pending[1])  # fmt: skip
+            again = again or bool(waiting and not held)
+            incomplete = incomplete or bool(held or (dead and not waiting))
             continue
         if not (fwd.verify and dest.url):
             with service.db.session() as session:
-                _record(
-                    session,
-                    study_pk,
-                    dest.name,
-                    ForwardState.SENT,
-                    expected=expected,
-                    found=expected,
-                    detail="sent; destination not verifiable",
-                )
+                _record(session, study_pk, dest.name, ForwardState.SENT, expected=expected,
+                        found=expected, detail="sent; destination not verifiable")  # fmt: skip
             continue
         client = OrthancClient.for_destination(dest)
         try:
@@ -170,30 +138,15 @@ def verify_study(service: Service, study_uid: str) -> bool:
         wanted = {pk: uid for pk, uid in instances.items() if str(pk) in refs}
         missing = [pk for pk, uid in wanted.items() if uid not in remote]
         with service.db.session() as session:
-            if missing:
-                for pk in missing:
-                    jobs.enqueue(session, FORWARD, str(pk), dest.name)
-                _record(
-                    session,
-                    study_pk,
-                    dest.name,
-                    ForwardState.INCOMPLETE,
-                    expected=len(wanted),
-                    found=len(wanted) - len(missing),
-                    detail=f"{len(missing)} missing in {dest.name}: re-queued",
-                )
-                log.warning("%d instances missing in %s: re-queued", len(missing), dest.name)
-                again = True
-                continue
-            _record(
-                session,
-                study_pk,
-                dest.name,
-                ForwardState.VERIFIED,
-                expected=len(wanted),
-                found=len(wanted),
-                detail="",
-            )
+            for pk in missing:
+                jobs.enqueue(session, FORWARD, str(pk), dest.name)
+            state = ForwardState.INCOMPLETE if missing else ForwardState.VERIFIED
+            detail = f"{len(missing)} missing in {dest.name}: re-queued" if missing else ""
+            _record(session, study_pk, dest.name, state, expected=len(wanted),
+                    found=len(wanted) - len(missing), detail=detail)  # fmt: skip
+        if missing:
+            log.warning("%d instances missing in %s: re-queued", len(missing), dest.name)
+            again = True
     if by_dest and not again and not incomplete:
         with service.db.session() as session:
             events.emit(session, events.STUDY_VERIFIED, study_uid)
