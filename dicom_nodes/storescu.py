@@ -15,7 +15,6 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
-from pynetdicom.presentation import build_context
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +160,3 @@ class StoreSCU:
                 assoc.abort()
         except Exception:  # closing a broken association
             log.debug("association close failed", exc_info=True)
-
-
-__all__ = ["SendError", "StoreSCU", "build_context"]

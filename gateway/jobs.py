@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import Job, JobState, utcnow
@@ -153,14 +153,3 @@ def retry_dead(session: Session, kind: str | None = None, ids: Sequence[int] = (
         .values(state=JobState.PENDING, attempts=0, next_attempt_at=utcnow(), updated_at=utcnow())
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def counts_by_state(session: Session, kind: str | None = None) -> dict[str, int]:
-    query = select(Job.state, func.count()).group_by(Job.state)
-    if kind:
-        query = query.where(Job.kind == kind)
-    return {state: int(n) for state, n in session.execute(query)}
-
-
-def pending_filter() -> object:
-    return or_(Job.state == JobState.PENDING, Job.state == JobState.RUNNING)

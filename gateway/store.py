@@ -89,9 +89,6 @@ class InstanceStore:
         shutil.rmtree(self.instances_dir / validate_uid(study_uid), ignore_errors=True)
         self._known_dirs = {d for d in self._known_dirs if d.exists()}
 
-    def free_bytes(self) -> int:
-        return shutil.disk_usage(self.root).free
-
     def used_percent(self) -> float:
         usage = shutil.disk_usage(self.root)
         return 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
