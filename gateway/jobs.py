@@ -108,16 +108,19 @@ def fail(
     job_ids: Sequence[int],
     error: str,
     *,
-    max_attempts: int,
+    max_attempts: int | None,
     base_s: float = 2.0,
     cap_s: float = 300.0,
 ) -> None:
-    """Record a failed attempt: retry later with backoff, or bury as DEAD."""
+    """Record a failed attempt: retry later with backoff, or bury as DEAD.
+
+    ``max_attempts=None`` never buries: the job retries at most every ``cap_s`` for good.
+    """
     now = utcnow()
     for job in session.scalars(select(Job).where(Job.id.in_(job_ids))):
         job.last_error = error[:2000]
         job.updated_at = now
-        if job.attempts >= max_attempts:
+        if max_attempts is not None and job.attempts >= max_attempts:
             job.state = JobState.DEAD
         else:
             job.state = JobState.PENDING

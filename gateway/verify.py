@@ -60,12 +60,14 @@ def handle(service: Service, job_ids: list[int]) -> None:
         try:
             again = verify_study(service, str(study_uid))
         except PacsError as exc:
+            # A PACS that does not answer is waited for, however long: a dead verification
+            # would leave the study unverified and its local copy kept until someone noticed.
             with service.db.session() as session:
                 jobs.fail(
                     session,
                     [job_id],
                     str(exc),
-                    max_attempts=fwd.max_attempts,
+                    max_attempts=None,
                     base_s=fwd.backoff_base_s,
                     cap_s=fwd.backoff_cap_s,
                 )

@@ -120,6 +120,12 @@ def test_orthanc_down_before_and_during_send(
     sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
     wait_for(_orthanc_has(orthanc, study_uid, sops), 60, "all instances after Orthanc is back")
     assert time.monotonic() - back < 60
+
+    def verified() -> bool:
+        forwarding = gw.get(f"/api/studies/{study_uid}")["forwarding"]
+        return [f["state"] for f in forwarding] == ["VERIFIED"]
+
+    wait_for(verified, 60, "the study verified once Orthanc answers again")
     assert gw.get("/api/queue")["dead"] == []
 
 
