@@ -49,10 +49,7 @@ def enqueue_hook(
         if not names:
             return
         state = JobState.HELD if holds(session, stored.study_pk) else JobState.PENDING
-        for name in names:
-            jobs.enqueue(
-                session, KIND, str(stored.instance_pk), name, reset_finished=False, state=state
-            )
+        jobs.enqueue_new(session, KIND, str(stored.instance_pk), names, state)
 
     return hook
 

@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import Job, JobState, utcnow
+from gateway.orders.fastsql import FastSQL
 from gateway.upsert import insert_for
 
 
@@ -55,6 +56,20 @@ def enqueue(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "ref", "destination"])
     session.execute(stmt)
+
+
+def enqueue_new(
+    session: Session, kind: str, ref: str, destinations: Sequence[str], state: str
+) -> None:
+    """Add one job per destination unless it exists; plain SQL (once per received instance)."""
+    sql = FastSQL(session)
+    now = sql.now()
+    sql.many(
+        "INSERT INTO jobs (kind, ref, destination, state, attempts, next_attempt_at,"
+        " last_error, created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, '', ?, ?)"
+        " ON CONFLICT (kind, ref, destination) DO NOTHING",
+        [(kind, ref, dest, state, now, now, now) for dest in destinations],
+    )
 
 
 def claim(

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
 from gateway.instance_meta import InstanceMeta, InvalidDataset, read_instance_meta
 from gateway.models import Instance, Patient, Series, Study, StudyState, utcnow
+from gateway.orders.fastsql import Conflict, FastSQL
 from gateway.store import InstanceStore
 from gateway.upsert import insert_for
 
 log = logging.getLogger(__name__)
+
+# The disk's fill level is read at most this often (a statvfs per instance adds up).
+DISK_CHECK_INTERVAL_S = 1.0
 
 
 class Outcome(enum.Enum):
@@ -72,6 +77,8 @@ class Receiver:
         # series uid -> (series pk, study pk): later instances of a series skip the
         # patient/study/series upserts (the receive path is CPU-bound).
         self._series_cache: dict[str, tuple[int, int]] = {}
+        self._disk_full = False
+        self._disk_checked_at = -DISK_CHECK_INTERVAL_S
 
     def receive(
         self, tmp_path: Path, *, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
@@ -93,10 +100,7 @@ class Receiver:
             size = tmp_path.stat().st_size
             # Read-only duplicate check and file placement happen outside the write
             # transaction, so fsyncs of concurrent associations do not queue on the lock.
-            with self.db.sessions() as session:
-                existing = session.scalar(
-                    select(Instance.id).where(Instance.sop_instance_uid == meta.sop_instance_uid)
-                )
+            existing = self._existing(meta.sop_instance_uid)
             if existing is not None:
                 return self._duplicate(existing, tmp_path, calling_ae)
             relative = self.store.place(tmp_path, meta)
@@ -106,16 +110,11 @@ class Receiver:
                     stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
                     for hook in self.hooks:
                         hook(session, stored)
-            except IntegrityError:
+            except (IntegrityError, Conflict):
                 # The same instance indexed meanwhile by a concurrent association,
                 # or a cached series that was removed meanwhile.
                 self._series_cache.clear()
-                with self.db.sessions() as session:
-                    existing = session.scalar(
-                        select(Instance.id).where(
-                            Instance.sop_instance_uid == meta.sop_instance_uid
-                        )
-                    )
+                existing = self._existing(meta.sop_instance_uid)
                 if existing is None:
                     with self.db.session() as session:
                         pk, study_pk = self._index(session, meta, relative, size, calling_ae)
@@ -135,7 +134,19 @@ class Receiver:
             return ReceiveResult(Outcome.ERROR, f"indexing failed: {type(exc).__name__}")
 
     def disk_full(self) -> bool:
-        return self.store.used_percent() >= self.high_water_percent
+        now = time.monotonic()
+        if now >= self._disk_checked_at + DISK_CHECK_INTERVAL_S:
+            self._disk_full = self.store.used_percent() >= self.high_water_percent
+            self._disk_checked_at = now
+        return self._disk_full
+
+    def _existing(self, sop_instance_uid: str) -> int | None:
+        """The pk of an instance already indexed with this SOP Instance UID."""
+        with self.db.sessions() as session:
+            row = FastSQL(session).one(
+                "SELECT id FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid]
+            )
+        return int(row[0]) if row is not None else None
 
     def _duplicate(self, instance_pk: int, tmp_path: Path | None, calling_ae: str) -> ReceiveResult:
         """Keep the first copy; count and log the repeat."""
@@ -160,30 +171,31 @@ class Receiver:
             if len(self._series_cache) > 10000:
                 self._series_cache.clear()
             self._series_cache[meta.series_uid] = (series_pk, study_pk)
-        else:
+        # Plain driver statements from here: through SQLAlchemy's statement machinery
+        # these two cost several times more CPU, on the path every instance takes.
+        sql = FastSQL(session)
+        stamp = sql.stamp(now)
+        if cached is not None:
             series_pk, study_pk = cached
-            session.execute(
-                update(Study)
-                .where(Study.id == study_pk)
-                .values(last_received_at=now, state=StudyState.RECEIVING)
+            sql.update(
+                "studies", study_pk, {"last_received_at": stamp, "state": StudyState.RECEIVING}
             )
-        instance_pk = session.execute(
-            insert_for(session, Instance.__table__)
-            .values(
-                sop_instance_uid=meta.sop_instance_uid,
-                series_pk=series_pk,
-                sop_class_uid=meta.sop_class_uid,
-                transfer_syntax=meta.transfer_syntax,
-                instance_number=meta.instance_number,
-                path=relative,
-                size=size,
-                calling_ae=calling_ae,
-                received_at=now,
-                duplicates=0,
-            )
-            .returning(Instance.__table__.c.id)
-        ).scalar_one()
-        return int(instance_pk), study_pk
+        instance_pk = sql.insert(
+            "instances",
+            {
+                "sop_instance_uid": meta.sop_instance_uid,
+                "series_pk": series_pk,
+                "sop_class_uid": meta.sop_class_uid,
+                "transfer_syntax": meta.transfer_syntax,
+                "instance_number": meta.instance_number,
+                "path": relative,
+                "size": size,
+                "calling_ae": calling_ae,
+                "received_at": stamp,
+                "duplicates": 0,
+            },
+        )
+        return instance_pk, study_pk
 
 
 def _upsert_series(

@@ -20,6 +20,7 @@ from gateway import events, jobs
 from gateway.identifiers import validate_accession
 from gateway.instance_meta import InstanceMeta
 from gateway.models import Instance, Job, JobState, Series, Study, utcnow
+from gateway.orders.fastsql import FastSQL
 from gateway.orders.models import Order, OrderPatient, RequestedProcedure, ScheduledStep
 from gateway.receive import StoredInstance
 from gateway.reconcile_models import MatchState, StudyMatch
@@ -176,10 +177,12 @@ class Reconciler:
         self.settings = settings
 
     def state_of(self, session: Session, study_pk: int) -> str | None:
-        query = select(StudyMatch.state).where(StudyMatch.study_pk == study_pk)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(read=True)  # waits for a concurrent link
-        return session.scalar(query)
+        """The study's match state (asked for every received instance: plain SQL)."""
+        sql = FastSQL(session)
+        # On PostgreSQL the read waits for a concurrent link of the same study.
+        lock = " FOR SHARE" if sql.pg else ""
+        row = sql.one(f"SELECT state FROM study_matches WHERE study_pk = ?{lock}", [study_pk])
+        return str(row[0]) if row is not None else None
 
     def on_instance(self, session: Session, stored: StoredInstance) -> None:
         if self.state_of(session, stored.study_pk) is not None:
