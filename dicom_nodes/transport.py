@@ -9,8 +9,11 @@ handshaking in the acceptor thread (the association's thread does it on first re
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_nodes.event_driven import EventDrivenRequestHandler
 
 
 def tune_socket(sock: socket.socket) -> None:
@@ -18,7 +21,12 @@ def tune_socket(sock: socket.socket) -> None:
 
 
 class FastAssociationServer(ThreadedAssociationServer):
-    """Threaded association server with SO_REUSEPORT and TCP_NODELAY."""
+    """Threaded association server with SO_REUSEPORT, TCP_NODELAY and associations that
+    wait for events instead of polling (:mod:`dicom_nodes.event_driven`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("request_handler", EventDrivenRequestHandler)
+        super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
         assert self.socket is not None

@@ -1,0 +1,131 @@
+"""Acceptor associations that wait for events instead of polling every millisecond.
+
+pynetdicom's two threads per association poll: the DUL loop sleeps 1 ms whenever it has
+nothing to do, and the association reactor sleeps 1 ms between looks at its message
+queue. Each C-STORE crosses both loops twice (request in, response out), so up to a few
+milliseconds per instance go to sleeping, and idle associations burn CPU. Here:
+
+* the DUL blocks in ``poll`` on its socket and on a wake-up pipe, written whenever a
+  primitive is queued for sending or the thread is told to stop;
+* the reactor blocks on its DIMSE message queue.
+
+Both waits are bounded (:data:`MAX_WAIT_S`), so timers (ARTIM, network timeout) and
+release/abort checks still run, at most that much later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import ssl
+import threading
+from queue import Empty
+from typing import Any
+
+from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.transport import RequestHandler
+
+MAX_WAIT_S = 0.02
+
+
+class WakeableDUL(DULServiceProvider):
+    """A DUL provider whose idle wait ends as soon as there is data or work."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self._run_loop_delay = 0  # the loop's sleep becomes a bare yield: we wait below
+        self._wake_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._poller: select.poll | None = None
+
+    def _wake(self) -> None:
+        with self._wake_lock:
+            if self._wake_w < 0:
+                return
+            with contextlib.suppress(BlockingIOError):  # already full of wake-ups
+                os.write(self._wake_w, b"\0")
+
+    def send_pdu(self, primitive: Any) -> None:
+        super().send_pdu(primitive)
+        self._wake()
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self._wake()
+
+    def _is_transport_event(self) -> bool:
+        if self.event_queue.empty() and self.to_provider_queue.empty() and not self._kill_thread:
+            self._wait_for_data()
+        return super()._is_transport_event()
+
+    def _wait_for_data(self) -> None:
+        sock = getattr(self.socket, "socket", None)
+        if sock is None or self.state_machine.current_state == "Sta13":
+            return
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return  # decrypted bytes already buffered: poll would not see them
+        if self._poller is None:
+            try:
+                fileno = sock.fileno()
+            except OSError:
+                return
+            if fileno < 0:
+                return
+            self._poller = select.poll()
+            self._poller.register(fileno, select.POLLIN | select.POLLPRI)
+            self._poller.register(self._wake_r, select.POLLIN)
+        try:
+            events = self._poller.poll(MAX_WAIT_S * 1000)
+        except (OSError, ValueError):
+            return  # the connection went away: the caller's check reports it
+        if any(fd == self._wake_r for fd, _ in events):
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            with self._wake_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
+
+
+class WaitingDIMSE(DIMSEServiceProvider):
+    """The reactor's non-blocking look at the message queue waits a little instead."""
+
+    def get_msg(self, block: bool = False) -> Any:
+        if block:
+            return super().get_msg(block=True)
+        try:
+            return self.msg_queue.get(timeout=MAX_WAIT_S)
+        except Empty:
+            return None, None
+
+
+def make_event_driven(assoc: Association) -> None:
+    """Swap a new acceptor's (not yet started) DUL and DIMSE providers for waiting ones."""
+    old, dul = assoc.dul, WakeableDUL(assoc)
+    dul.socket = old.socket
+    while not old.event_queue.empty():  # "Evt5", queued when the socket was attached
+        dul.event_queue.put(old.event_queue.get_nowait())
+    assoc.dul = dul
+    assoc.dimse = WaitingDIMSE(assoc)
+    # These timeouts are pushed into the DUL's timers by their setters: push them again.
+    assoc.acse_timeout = assoc.acse_timeout
+    assoc.network_timeout = assoc.network_timeout
+
+
+class EventDrivenRequestHandler(RequestHandler):
+    """The association server's per-connection handler, with waiting providers."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        make_event_driven(assoc)
+        return assoc
