@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import Settings
@@ -103,5 +103,49 @@ class Database:
         with self._write_lock, self.sessions() as session, session.begin():
             yield session
 
+    def pinned(self) -> PinnedSession:
+        """A session on a connection of its own, for a hot path (see PinnedSession)."""
+        return PinnedSession(self)
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class PinnedSession:
+    """Transactions on one connection kept open: no pool checkout and no new Session per
+    transaction (~50 µs less each). Callers take turns; on SQLite under the write lock.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = db._write_lock or threading.Lock()
+        self._conn: Connection | None = None
+        self._session: Session | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Like :meth:`Database.session`: committed on success, rolled back on error."""
+        with self._lock:
+            if self._conn is None or self._conn.invalidated or self._conn.closed:
+                self._close()
+                self._conn = self._db.engine.connect()
+                self._session = Session(
+                    bind=self._conn, join_transaction_mode="rollback_only", expire_on_commit=False
+                )
+            assert self._session is not None
+            try:
+                with self._conn.begin():
+                    yield self._session
+            finally:
+                self._session.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._session = None

@@ -14,6 +14,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
@@ -55,6 +56,17 @@ class HL7Handler:
         self.settings = settings
         peers = [(p.ae_title, p.modality) for p in settings.dicom.peers]
         self.stations = stations_by_modality(peers)
+        # SQLite has one writer: messages are stored one at a time on a connection of
+        # their own. PostgreSQL: a pooled session per message, several in parallel.
+        self._pinned = db.pinned() if is_sqlite(db.engine) else None
+
+    def _session(self) -> AbstractContextManager[Session]:
+        """The write transaction that stores one message."""
+        return self._pinned.session() if self._pinned is not None else self.db.session()
+
+    def close(self) -> None:
+        if self._pinned is not None:
+            self._pinned.close()
 
     def handle(self, raw: bytes, peer: str) -> bytes:
         cfg = self.settings.hl7
@@ -136,7 +148,7 @@ class HL7Handler:
         assert inbound.result is not None
         ack = inbound.ack()
         try:
-            with self.db.session() as session:
+            with self._session() as session:
                 pk = self._insert(session, inbound, header, key, peer, ack, None)
                 apply(session, inbound.result, Context(self.stations, pk))
         except (Conflict, IntegrityError):
@@ -158,7 +170,7 @@ class HL7Handler:
     ) -> bytes:
         ack = inbound.ack(error=error)
         try:
-            with self.db.session() as session:
+            with self._session() as session:
                 self._insert(session, inbound, header, key, peer, ack, error)
         except (Conflict, IntegrityError):
             self._raise_if_duplicate(key)
@@ -295,3 +307,4 @@ class HL7Listener:
         if self._thread is not None:
             self._thread.join(10)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.handler.close()

@@ -155,6 +155,24 @@ def test_store_failure_is_ae_and_nothing_stored(database: Database, tmp_path: Pa
     assert _counts(database) == (0, 0, 0)
 
 
+@pytest.mark.integration
+def test_pinned_session_commits_rolls_back_and_recovers(database: Database) -> None:
+    pinned = database.pinned()
+    with pinned.session() as s:
+        s.execute(text("CREATE TABLE pin_t (v INTEGER)"))
+        s.execute(text("INSERT INTO pin_t VALUES (1)"))
+    with pytest.raises(RuntimeError), pinned.session() as s:
+        s.execute(text("INSERT INTO pin_t VALUES (2)"))
+        raise RuntimeError("rolled back")
+    with pytest.raises(Exception), pinned.session() as s:  # noqa: B017 -- driver error
+        s.execute(text("INSERT INTO no_such_table VALUES (3)"))
+    with pinned.session() as s:
+        s.execute(text("INSERT INTO pin_t VALUES (4)"))
+    pinned.close()
+    with database.session() as s:
+        assert s.execute(text("SELECT v FROM pin_t ORDER BY v")).scalars().all() == [1, 4]
+
+
 _BASES = [
     VALID,
     (FIXTURES / "omi_o23_v251.hl7").read_bytes(),
