@@ -157,7 +157,8 @@ class HL7Handler:
         except HL7Error as err:
             log.info("HL7 %s refused with %s: %s", _type(header), err.code, err.location)
             return self._store_refused(inbound, header, key, peer, err)
-        log.debug("HL7 %s stored and applied", _type(header))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("HL7 %s stored and applied", _type(header))
         return ack
 
     def _store_refused(
