@@ -4,6 +4,7 @@ Measured here: without TCP_NODELAY each C-STORE response stalls about 45 ms (Nag
 delayed ACK). SO_REUSEPORT lets several receiver processes accept on one port, which is
 how the DICOM role scales past one CPU core. A TLS server wraps each connection without
 handshaking in the acceptor thread (the association's thread does it on first read).
+Associations share the server's supported contexts instead of deep-copying them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ def tune_socket(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class SharedContexts(list):
+    """The server's supported contexts, handed to each association without a deep copy.
+
+    pynetdicom deep-copies them for every association (about 13 ms of CPU for the 171
+    contexts and 2,724 transfer syntaxes here); negotiation only reads them.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return list(self)
+
+
 class FastAssociationServer(ThreadedAssociationServer):
     """Threaded association server with SO_REUSEPORT, TCP_NODELAY and associations that
     wait for events instead of polling (:mod:`dicom_nodes.event_driven`)."""
@@ -27,6 +39,7 @@ class FastAssociationServer(ThreadedAssociationServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("request_handler", EventDrivenRequestHandler)
         super().__init__(*args, **kwargs)
+        self.contexts = SharedContexts(self.contexts)
 
     def server_bind(self) -> None:
         assert self.socket is not None
