@@ -20,9 +20,11 @@ import os
 import select
 import ssl
 import threading
+from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
+from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
@@ -123,7 +125,30 @@ def make_event_driven(assoc: Association) -> None:
 
 
 class EventDrivenRequestHandler(RequestHandler):
-    """The association server's per-connection handler, with waiting providers."""
+    """The association server's per-connection handler, with waiting providers.
+
+    It calls the server's ``connection_ended()`` (if it has one) when the association's
+    thread ends, or at once if the association could not be started.
+    """
+
+    def handle(self) -> None:
+        ended: Callable[[], None] = getattr(self.server, "connection_ended", lambda: None)
+        try:
+            assoc = self._create_association()
+            evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+        except BaseException:
+            ended()
+            raise
+        run = assoc.run
+
+        def run_then_report() -> None:
+            try:
+                run()
+            finally:
+                ended()
+
+        assoc.run = run_then_report  # type: ignore[method-assign]
+        assoc.start()
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()

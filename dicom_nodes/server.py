@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -10,11 +12,11 @@ from collections.abc import Callable
 from pynetdicom import _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_nodes.dispatch import Dispatcher, receive_handed, report_done
 from dicom_nodes.policy import AssociationPolicy, PolicyAE
 from dicom_nodes.storage import StorageSCP, storage_contexts
-from dicom_nodes.transport import FastAssociationServer
+from dicom_nodes.transport import FastAssociationServer, HandedConnectionServer
 from dicom_nodes.verification import handle_echo
 from gateway.receive import Receiver
 from gateway.settings import DicomSettings
@@ -56,9 +58,16 @@ def start_dicom_server(
     extra: list[ServiceSpec] | None = None,
     *,
     tls: bool = False,
-) -> ThreadedAssociationServer:
+    dispatcher: Dispatcher | None = None,
+    handoff: socket.socket | None = None,
+) -> FastAssociationServer:
     """Start a non-blocking association server on ``settings.host:port``, or with
-    ``tls`` on ``settings.tls_port`` (``dicom.tls_*`` certificates; same AE policy)."""
+    ``tls`` on ``settings.tls_port`` (``dicom.tls_*`` certificates; same AE policy).
+
+    Several receiver processes: the main one passes its ``dispatcher`` (it hands
+    connections to the others); the others pass their ``handoff`` channel and do not
+    listen themselves (:mod:`dicom_nodes.dispatch`).
+    """
     _config.STORE_RECV_CHUNKED_DATASET = True
     # pynetdicom would abort the association on a non-conformant UID in a command;
     # the gateway validates UIDs itself and answers with a failure status instead.
@@ -87,12 +96,21 @@ def start_dicom_server(
         (settings.host, port),
         evt_handlers=handlers,  # type: ignore[arg-type]
         ssl_context=ssl_context,
-        server_class=FastAssociationServer,
+        server_class=FastAssociationServer if handoff is None else HandedConnectionServer,
     )
+    assert isinstance(server, FastAssociationServer)
     ae._servers.append(server)  # so server.shutdown() finds it, as with ae.start_server()
-    name = "dicom-tls-acceptor" if tls else "dicom-acceptor"
-    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
-    thread.start()
+    target: Callable[[], None]
+    if handoff is not None:
+        channel = handoff
+        server.on_connection_done = functools.partial(report_done, channel)
+        target = functools.partial(receive_handed, channel, server.process_request)
+        name = "dicom-handoff"
+    else:
+        server.dispatcher = dispatcher
+        target = server.serve_forever
+        name = "dicom-tls-acceptor" if tls else "dicom-acceptor"
+    threading.Thread(target=target, name=name, daemon=True).start()
     log.info(
         "DICOM node %s listening on %s:%s%s",
         settings.ae_title,

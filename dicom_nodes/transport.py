@@ -10,10 +10,13 @@ Associations share the server's supported contexts instead of deep-copying them.
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_nodes.dispatch import Dispatcher
 from dicom_nodes.event_driven import EventDrivenRequestHandler
 
 
@@ -38,8 +41,31 @@ class FastAssociationServer(ThreadedAssociationServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("request_handler", EventDrivenRequestHandler)
+        self.active = 0  # associations being served by this process
+        self._active_lock = threading.Lock()
+        # Set in the main process of several receivers: hands connections to the others.
+        self.dispatcher: Dispatcher | None = None
+        # Set in a receiver process: tells the main process a connection ended.
+        self.on_connection_done: Callable[[], None] | None = None
         super().__init__(*args, **kwargs)
         self.contexts = SharedContexts(self.contexts)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.dispatcher is not None and self.dispatcher.hand_off(
+            request, client_address, self.active
+        ):
+            request.close()  # the other process holds its own descriptor of the connection
+            return
+        with self._active_lock:
+            self.active += 1
+        super().process_request(request, client_address)
+
+    def connection_ended(self) -> None:
+        """Called by the request handler when a connection's association ended."""
+        with self._active_lock:
+            self.active -= 1
+        if self.on_connection_done is not None:
+            self.on_connection_done()
 
     def server_bind(self) -> None:
         assert self.socket is not None
@@ -57,3 +83,20 @@ class FastAssociationServer(ThreadedAssociationServer):
                 client, server_side=True, do_handshake_on_connect=False
             )
         return client, address
+
+
+class HandedConnectionServer(FastAssociationServer):
+    """A receiver process's server: it does not listen; the main process hands it
+    connections (:mod:`dicom_nodes.dispatch`), served as if accepted here."""
+
+    def server_bind(self) -> None:
+        pass
+
+    def server_activate(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        # serve_forever never ran: nothing to wait for.
+        self.server_close()
+        if self in self.ae._servers:
+            self.ae._servers.remove(self)

@@ -1,11 +1,15 @@
 """An extra DICOM receiver process (``dicom.processes`` > 1), started by ``risgate serve``.
 
 It reads its settings as JSON on stdin (so no secret shows in its command line or
-environment), binds the same port with SO_REUSEPORT and dies with its parent.
+environment), serves the plain DICOM connections the main process hands it over the
+Unix socket named by ``--handoff-fd`` (:mod:`dicom_nodes.dispatch`), binds the TLS port
+(if any) with SO_REUSEPORT, and dies with its parent.
 """
 
 from __future__ import annotations
 
+import argparse
+import socket
 import sys
 
 from gateway.extensions import dicom_services, install_extensions
@@ -24,7 +28,14 @@ def main() -> None:
     install_extensions(service)  # the same hooks and event subscribers as every process
     from dicom_nodes.server import start_dicom_server
 
-    servers = [start_dicom_server(settings.dicom, service.receiver, dicom_services(service))]
+    parser = argparse.ArgumentParser(prog="gateway.dicom_child")
+    parser.add_argument("--handoff-fd", type=int, required=True)
+    handoff = socket.socket(fileno=parser.parse_args().handoff_fd)
+    servers = [
+        start_dicom_server(
+            settings.dicom, service.receiver, dicom_services(service), handoff=handoff
+        )
+    ]
     if settings.dicom.tls_port is not None:
         servers.append(
             start_dicom_server(settings.dicom, service.receiver, dicom_services(service), tls=True)
@@ -32,6 +43,7 @@ def main() -> None:
     stop.wait()
     for server in servers:
         server.shutdown()
+    handoff.close()
     service.close()
 
 

@@ -1,14 +1,16 @@
 """Process runner for ``risgate serve``: every role in one process, or chosen roles.
 
-Roles: ``dicom`` (DIMSE services; ``dicom.processes`` receiver processes share the port
-through SO_REUSEPORT), ``hl7`` (MLLP listener), ``api`` (HTTP), ``worker`` (background
-jobs). Child processes die with their parent (PR_SET_PDEATHSIG), so a killed gateway
-never leaves a receiver holding the port.
+Roles: ``dicom`` (DIMSE services; with ``dicom.processes`` > 1 this process accepts the
+connections and hands each to the least busy receiver process, itself included),
+``hl7`` (MLLP listener), ``api`` (HTTP), ``worker`` (background jobs). Child processes
+die with their parent (PR_SET_PDEATHSIG), so a killed gateway never leaves a receiver
+holding the port.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,11 +29,14 @@ log = logging.getLogger(__name__)
 ROLES = ("dicom", "hl7", "api", "worker")
 
 
-def _start_dicom_child(settings: Settings) -> subprocess.Popen[bytes]:
-    """One more receiver process; a plain subprocess, lighter than multiprocessing's."""
+def _start_dicom_child(settings: Settings, handoff: socket.socket) -> subprocess.Popen[bytes]:
+    """One more receiver process; a plain subprocess, lighter than multiprocessing's.
+    It is handed connections over ``handoff`` (see :mod:`dicom_nodes.dispatch`)."""
+    fd = handoff.fileno()
     child = subprocess.Popen(
-        [sys.executable, "-m", "gateway.dicom_child"],
+        [sys.executable, "-m", "gateway.dicom_child", "--handoff-fd", str(fd)],
         stdin=subprocess.PIPE,
+        pass_fds=(fd,),
         preexec_fn=die_with_parent,
     )
     assert child.stdin is not None
@@ -52,12 +57,22 @@ def serve(settings: Settings, roles: list[str]) -> None:
     children: list[subprocess.Popen[bytes]] = []
 
     if "dicom" in roles:
+        from dicom_nodes.dispatch import Dispatcher, channel_pair
         from dicom_nodes.server import start_dicom_server
 
+        channels = []
         for _ in range(settings.dicom.processes - 1):
-            children.append(_start_dicom_child(settings))
-        server = start_dicom_server(settings.dicom, service.receiver, dicom_services(service))
+            main_end, child_end = channel_pair()
+            children.append(_start_dicom_child(settings, child_end))
+            child_end.close()
+            channels.append(main_end)
+        dispatcher = Dispatcher(channels) if channels else None
+        server = start_dicom_server(
+            settings.dicom, service.receiver, dicom_services(service), dispatcher=dispatcher
+        )
         stoppers.append(server.shutdown)
+        if dispatcher is not None:
+            stoppers.append(dispatcher.close)
         if settings.dicom.tls_port is not None:
             tls_server = start_dicom_server(
                 settings.dicom, service.receiver, dicom_services(service), tls=True

@@ -1,0 +1,106 @@
+"""Balanced hand-off of DICOM connections to the least busy receiver process.
+
+With ``dicom.processes`` > 1 the main process accepts every plain DICOM connection and
+either serves it or hands the socket itself (SCM_RIGHTS over a Unix socket pair) to the
+receiver process with the fewest open associations; a receiver sends one byte back when
+an association ends. SO_REUSEPORT alone spreads connections by a hash of their ports:
+four simultaneous associations often landed three on one process and one on the other.
+A receiver that is gone gets nothing more; its share is served by the main process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+DONE = b"\0"
+
+
+def channel_pair() -> tuple[socket.socket, socket.socket]:
+    """(main end, receiver end): a Unix socket pair keeping message boundaries."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+class Dispatcher:
+    """In the main process: where each accepted connection goes."""
+
+    def __init__(self, channels: list[socket.socket]) -> None:
+        self._channels = channels
+        self._loads = [0] * len(channels)
+        self._alive = [True] * len(channels)
+        self._lock = threading.Lock()
+        for index in range(len(channels)):
+            threading.Thread(
+                target=self._count_done, args=(index,), name=f"dicom-handoff-{index}", daemon=True
+            ).start()
+
+    def _count_done(self, index: int) -> None:
+        channel = self._channels[index]
+        while True:
+            try:
+                data = channel.recv(4096)
+            except OSError:
+                data = b""
+            with self._lock:
+                if not data:
+                    self._alive[index] = False
+                    return
+                self._loads[index] = max(0, self._loads[index] - len(data))
+
+    def hand_off(self, conn: socket.socket, address: tuple[str, int], local_load: int) -> bool:
+        """Send ``conn`` to the least busy receiver unless this process is less busy.
+
+        Returns True if it was sent (the caller then closes its own copy).
+        """
+        with self._lock:
+            candidates = [(load, i) for i, load in enumerate(self._loads) if self._alive[i]]
+            if not candidates:
+                return False
+            load, index = min(candidates)
+            if load > local_load:
+                return False
+            self._loads[index] += 1
+        try:
+            payload = json.dumps([address[0], address[1]]).encode()
+            socket.send_fds(self._channels[index], [payload], [conn.fileno()])
+        except OSError:
+            log.error("DICOM receiver process %d unreachable: serving here", index + 1)
+            with self._lock:
+                self._alive[index] = False
+            return False
+        log.debug("connection handed to receiver process %d", index + 1)
+        return True
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+
+def receive_handed(
+    channel: socket.socket, serve: Callable[[socket.socket, tuple[str, int]], None]
+) -> None:
+    """In a receiver process: serve each connection handed over, until the channel closes."""
+    while True:
+        try:
+            payload, fds, _flags, _addr = socket.recv_fds(channel, 4096, 1)
+        except OSError:
+            return
+        if not payload and not fds:
+            return  # the main process is gone or closed the channel
+        if not fds:
+            continue
+        conn = socket.socket(fileno=fds[0])
+        host, port = json.loads(payload)
+        serve(conn, (str(host), int(port)))
+
+
+def report_done(channel: socket.socket) -> None:
+    """Tell the main process one association ended (it may be gone: then nobody counts)."""
+    with contextlib.suppress(OSError):
+        channel.send(DONE)
