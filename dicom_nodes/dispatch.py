@@ -3,7 +3,8 @@
 With ``dicom.processes`` > 1 the main process accepts every plain DICOM connection and
 either serves it or hands the socket itself (SCM_RIGHTS over a Unix socket pair) to the
 receiver process with the fewest open associations; a receiver sends one byte back when
-an association ends. SO_REUSEPORT alone spreads connections by a hash of their ports:
+an association ends, and another when it stored an instance (the main process runs the
+forward senders and wakes them). SO_REUSEPORT alone spreads connections by a hash of their ports:
 four simultaneous associations often landed three on one process and one on the other.
 A receiver that is gone gets nothing more; its share is served by the main process.
 """
@@ -19,7 +20,8 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-DONE = b"\0"
+DONE = b"\0"  # receiver -> main: one association ended
+STORED = b"\1"  # receiver -> main: an instance was committed (wake the senders)
 
 
 def channel_pair() -> tuple[socket.socket, socket.socket]:
@@ -30,8 +32,11 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
 class Dispatcher:
     """In the main process: where each accepted connection goes."""
 
-    def __init__(self, channels: list[socket.socket]) -> None:
+    def __init__(
+        self, channels: list[socket.socket], on_stored: Callable[[], None] = lambda: None
+    ) -> None:
         self._channels = channels
+        self._on_stored = on_stored
         self._loads = [0] * len(channels)
         self._alive = [True] * len(channels)
         self._lock = threading.Lock()
@@ -51,7 +56,10 @@ class Dispatcher:
                 if not data:
                     self._alive[index] = False
                     return
-                self._loads[index] = max(0, self._loads[index] - len(data))
+                ended = data.count(DONE)
+                self._loads[index] = max(0, self._loads[index] - ended)
+            if STORED in data:
+                self._on_stored()
 
     def hand_off(self, conn: socket.socket, address: tuple[str, int], local_load: int) -> bool:
         """Send ``conn`` to the least busy receiver unless this process is less busy.
@@ -100,7 +108,8 @@ def receive_handed(
         serve(conn, (str(host), int(port)))
 
 
-def report_done(channel: socket.socket) -> None:
-    """Tell the main process one association ended (it may be gone: then nobody counts)."""
+def report(channel: socket.socket, what: bytes) -> None:
+    """Tell the main process an association ended (DONE) or an instance was stored
+    (STORED); it may be gone, then nobody is told."""
     with contextlib.suppress(OSError):
-        channel.send(DONE)
+        channel.send(what)

@@ -9,6 +9,9 @@ milliseconds per instance go to sleeping, and idle associations burn CPU. Here:
   primitive is queued for sending or the thread is told to stop;
 * the reactor blocks on its DIMSE message queue.
 
+Used for the associations the gateway accepts (:class:`EventDrivenRequestHandler`) and
+for those it requests to send instances (:class:`EventDrivenAE`).
+
 Both waits are bounded (:data:`MAX_WAIT_S`), so timers (ARTIM, network timeout) and
 release/abort checks still run, at most that much later.
 """
@@ -20,17 +23,19 @@ import os
 import select
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
-from pynetdicom import evt
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.transport import RequestHandler
+from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
 
 MAX_WAIT_S = 0.02
+PRE_CONNECT_SLEEP_S = 0.001
 
 
 class WakeableDUL(DULServiceProvider):
@@ -67,7 +72,10 @@ class WakeableDUL(DULServiceProvider):
 
     def _wait_for_data(self) -> None:
         sock = getattr(self.socket, "socket", None)
-        if sock is None or self.state_machine.current_state == "Sta13":
+        if sock is None or not getattr(self.socket, "_is_connected", False):
+            time.sleep(PRE_CONNECT_SLEEP_S)  # a requestor still connecting: nothing to poll
+            return
+        if self.state_machine.current_state == "Sta13":
             return
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return  # decrypted bytes already buffered: poll would not see them
@@ -112,7 +120,8 @@ class WaitingDIMSE(DIMSEServiceProvider):
 
 
 def make_event_driven(assoc: Association) -> None:
-    """Swap a new acceptor's (not yet started) DUL and DIMSE providers for waiting ones."""
+    """Swap a new association's (not yet started) DUL and DIMSE providers for waiting
+    ones."""
     old, dul = assoc.dul, WakeableDUL(assoc)
     dul.socket = old.socket
     while not old.event_queue.empty():  # "Evt5", queued when the socket was attached
@@ -154,3 +163,16 @@ class EventDrivenRequestHandler(RequestHandler):
         assoc = super()._create_association()
         make_event_driven(assoc)
         return assoc
+
+
+class EventDrivenAE(AE):
+    """An AE whose requested associations wait for events too (outbound C-STORE)."""
+
+    def _create_socket(
+        self,
+        assoc: Association,
+        address: AddressInformation,
+        tls_args: tuple[ssl.SSLContext, str] | None,
+    ) -> AssociationSocket:
+        make_event_driven(assoc)  # called before the socket is attached and anything runs
+        return super()._create_socket(assoc, address, tls_args)

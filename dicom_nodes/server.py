@@ -13,7 +13,7 @@ from pynetdicom import _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from dicom_nodes.dispatch import Dispatcher, receive_handed, report_done
+from dicom_nodes.dispatch import DONE, STORED, Dispatcher, receive_handed, report
 from dicom_nodes.policy import AssociationPolicy, PolicyAE
 from dicom_nodes.storage import StorageSCP, storage_contexts
 from dicom_nodes.transport import FastAssociationServer, HandedConnectionServer
@@ -103,7 +103,8 @@ def start_dicom_server(
     target: Callable[[], None]
     if handoff is not None:
         channel = handoff
-        server.on_connection_done = functools.partial(report_done, channel)
+        server.on_connection_done = functools.partial(report, channel, DONE)
+        receiver.on_stored.append(functools.partial(report, channel, STORED))
         target = functools.partial(receive_handed, channel, server.process_request)
         name = "dicom-handoff"
     else:

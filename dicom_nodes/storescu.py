@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config
+from pynetdicom import _config
 from pynetdicom.association import Association
+
+from dicom_nodes.event_driven import EventDrivenAE
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class StoreSCU:
         self._last_used = 0.0
 
     def _open(self, needed: set[tuple[str, str]]) -> Association:
-        ae = AE(self.calling_ae)
+        ae = EventDrivenAE(self.calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
         ae.connection_timeout = self.timeout_s
         ae.maximum_pdu_size = 131072

@@ -51,6 +51,7 @@ def start_forwarding(service: Service) -> Callable[[], None]:
     workers = [ForwardWorker(service, d) for d in service.settings.forward.destinations]
     for w in workers:
         w.start()
+        service.receiver.on_stored.append(w.wake.set)
 
     def stop() -> None:
         for w in workers:

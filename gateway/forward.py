@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
@@ -62,6 +63,11 @@ class Item:
     transfer_syntax: str
     study_pk: int
     dataset: Dataset | None = None  # the coerced copy, when the study matched an order
+
+
+# After sending something, the sender looks for new jobs this often for a while.
+RECENT_WORK_S = 10.0
+RECENT_POLL_S = 0.05
 
 
 class Sender:
@@ -132,6 +138,7 @@ class ForwardWorker:
     def _loop(self) -> None:
         cfg = self.service.settings
         sender = Sender(self.dest, cfg.dicom.ae_title)
+        last_work = -RECENT_WORK_S
         try:
             while not self.stop_event.is_set():
                 try:
@@ -139,8 +146,13 @@ class ForwardWorker:
                 except Exception:
                     log.exception("forwarding to %s failed", self.dest.name)
                     sent = 0
-                if not sent:
-                    self.wake.wait(cfg.worker.poll_interval_s)
+                if sent:
+                    last_work = time.monotonic()
+                else:
+                    # Woken when an instance is stored in this process or a receiver
+                    # process; shortly after work, also poll often (receivers elsewhere).
+                    recent = time.monotonic() - last_work < RECENT_WORK_S
+                    self.wake.wait(RECENT_POLL_S if recent else cfg.worker.poll_interval_s)
                     self.wake.clear()
         finally:
             sender.close()

@@ -73,6 +73,8 @@ class Receiver:
         self.db = db
         self.store = store
         self.hooks = list(hooks or [])
+        # Called after an instance is committed (e.g. to wake the forward senders).
+        self.on_stored: list[Callable[[], None]] = []
         self.high_water_percent = high_water_percent
         # series uid -> (series pk, study pk): later instances of a series skip the
         # patient/study/series upserts (the receive path is CPU-bound).
@@ -81,6 +83,27 @@ class Receiver:
         self._disk_checked_at = -DISK_CHECK_INTERVAL_S
 
     def receive(
+        self, tmp_path: Path, *, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
+    ) -> ReceiveResult:
+        result = self._receive(
+            tmp_path,
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            calling_ae=calling_ae,
+        )
+        if result.outcome is Outcome.STORED:
+            self.notify_stored()
+        return result
+
+    def notify_stored(self) -> None:
+        """Tell the listeners an instance was committed (here or in a receiver process)."""
+        for listener in self.on_stored:
+            try:
+                listener()
+            except Exception:  # committed already: a failed wake-up only delays work
+                log.exception("stored-instance listener failed")
+
+    def _receive(
         self, tmp_path: Path, *, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
     ) -> ReceiveResult:
         if self.disk_full():

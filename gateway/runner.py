@@ -66,7 +66,7 @@ def serve(settings: Settings, roles: list[str]) -> None:
             children.append(_start_dicom_child(settings, child_end))
             child_end.close()
             channels.append(main_end)
-        dispatcher = Dispatcher(channels) if channels else None
+        dispatcher = Dispatcher(channels, service.receiver.notify_stored) if channels else None
         server = start_dicom_server(
             settings.dicom, service.receiver, dicom_services(service), dispatcher=dispatcher
         )

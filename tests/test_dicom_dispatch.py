@@ -17,7 +17,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from dicom_nodes.dispatch import DONE, Dispatcher, channel_pair, receive_handed
+from dicom_nodes.dispatch import DONE, STORED, Dispatcher, channel_pair, receive_handed
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
 from tests.support.gateway_proc import GatewayProcess
@@ -31,9 +31,10 @@ def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_dispatcher_balances_and_counts_ends() -> None:
+def test_dispatcher_balances_counts_ends_and_passes_wake_ups() -> None:
     main_end, child_end = channel_pair()
-    dispatcher = Dispatcher([main_end])
+    stored: list[bool] = []
+    dispatcher = Dispatcher([main_end], lambda: stored.append(True))
     handed: list[tuple[socket.socket, tuple[str, int]]] = []
     threading.Thread(
         target=receive_handed, args=(child_end, lambda c, a: handed.append((c, a))), daemon=True
@@ -53,6 +54,9 @@ def test_dispatcher_balances_and_counts_ends() -> None:
         child_end.send(DONE)
         child_end.send(DONE)
         _wait(lambda: dispatcher.hand_off(a, ("10.0.0.10", 1), local_load=1))
+        # An instance stored there wakes this process's senders.
+        child_end.send(STORED)
+        _wait(lambda: stored == [True])
         # The receiver is gone: nothing more is handed to it.
         child_end.close()
         _wait(lambda: not dispatcher.hand_off(a, ("10.0.0.11", 1), local_load=99))
