@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import Settings
@@ -82,6 +82,7 @@ class Database:
         # SQLite has one writer at a time and its busy handler sleeps for milliseconds
         # between retries: threads of one process queue on a lock instead.
         self._write_lock: threading.Lock | None = threading.Lock() if is_sqlite(engine) else None
+        self._bookkeeping: sessionmaker[Session] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -94,14 +95,31 @@ class Database:
         )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed on success, rolled back on error."""
+    def session(self, *, durable: bool = True) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error.
+
+        ``durable=False`` is for bookkeeping whose loss on a power failure only repeats
+        work (a forward job's lease or DONE mark: the instance is sent again): its commit
+        does not wait for the disk (SQLite ``synchronous=NORMAL`` in WAL mode, which a
+        killed process does not lose; PostgreSQL ``synchronous_commit off``).
+        """
         if self._write_lock is None:
             with self.sessions() as session, session.begin():
+                if not durable:
+                    session.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 yield session
             return
-        with self._write_lock, self.sessions() as session, session.begin():
+        sessions = self.sessions if durable else self._bookkeeping_sessions()
+        with self._write_lock, sessions() as session, session.begin():
             yield session
+
+    def _bookkeeping_sessions(self) -> sessionmaker[Session]:
+        if self._bookkeeping is None:
+            url = self.engine.url.render_as_string(hide_password=False)
+            self._bookkeeping = sessionmaker(
+                make_engine(url, sqlite_synchronous="NORMAL"), expire_on_commit=False
+            )
+        return self._bookkeeping
 
     def pinned(self) -> PinnedSession:
         """A session on a connection of its own, for a hot path (see PinnedSession)."""
@@ -109,6 +127,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._bookkeeping is not None:
+            bind = self._bookkeeping.kw["bind"]
+            bind.dispose()
 
 
 class PinnedSession:

@@ -115,7 +115,8 @@ class Sender:
 
 
 class ForwardWorker:
-    """One thread per destination draining its forward jobs."""
+    """Sender threads draining one destination's forward jobs, one association each
+    (``associations`` of the destination): a multi-threaded PACS stores in parallel."""
 
     def __init__(self, service: object, dest: DestinationSettings) -> None:
         from gateway.service import Service
@@ -125,15 +126,20 @@ class ForwardWorker:
         self.dest = dest
         self.stop_event = threading.Event()
         self.wake = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name=f"forward-{dest.name}", daemon=True)
+        self.threads = [
+            threading.Thread(target=self._loop, name=f"forward-{dest.name}-{i}", daemon=True)
+            for i in range(dest.associations)
+        ]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
-        self.thread.join(timeout=30)
+        for thread in self.threads:
+            thread.join(timeout=30)
 
     def _loop(self) -> None:
         cfg = self.service.settings
@@ -160,7 +166,8 @@ class ForwardWorker:
     def run_once(self, sender: Sender) -> int:
         """Claim one batch, send it, record the outcome; returns how many were claimed."""
         fwd = self.service.settings.forward
-        with self.service.db.session() as session:
+        # Leases and DONE marks lost in a power failure only send an instance again.
+        with self.service.db.session(durable=False) as session:
             claimed = jobs.claim(
                 session,
                 [KIND],
@@ -185,7 +192,7 @@ class ForwardWorker:
         for item, error in zip(items, results, strict=True):
             if error is not None:
                 failed.setdefault(error, []).append(item.job_id)
-        with self.service.db.session() as session:
+        with self.service.db.session(durable=False) as session:
             jobs.finish(session, done)
             for error, ids in failed.items():
                 jobs.fail(
@@ -227,7 +234,7 @@ class ForwardWorker:
 
 
 def _items(
-    session: Session, absolute: Callable[[str], Path], claimed: list[Job]
+    session: Session, absolute: Callable[[str], Path], claimed: list[jobs.Claimed]
 ) -> tuple[list[Item], list[int]]:
     if not claimed:
         return [], []

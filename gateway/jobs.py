@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
@@ -72,6 +73,11 @@ def enqueue_new(
     )
 
 
+class Claimed(NamedTuple):
+    id: int
+    ref: str
+
+
 def claim(
     session: Session,
     kinds: Sequence[str],
@@ -79,28 +85,28 @@ def claim(
     limit: int = 50,
     lease_s: float = 300.0,
     destination: str | None = None,
-) -> list[Job]:
-    """Claim due jobs of ``kinds``: PENDING ones and RUNNING ones whose lease ran out."""
-    now = utcnow()
-    due = and_(
-        Job.kind.in_(kinds),
-        Job.state.in_([JobState.PENDING, JobState.RUNNING]),
-        Job.next_attempt_at <= now,
-    )
+) -> list[Claimed]:
+    """Claim due jobs of ``kinds``: PENDING ones and RUNNING ones whose lease ran out.
+
+    One ``UPDATE ... RETURNING`` in plain SQL (the senders claim after every stored
+    instance); on PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``.
+    """
+    sql = FastSQL(session)
+    now = sql.now()
+    lease_end = sql.stamp(utcnow() + timedelta(seconds=lease_s))
+    where = f"kind IN ({', '.join('?' * len(kinds))}) AND state IN (?, ?) AND next_attempt_at <= ?"
+    params: list[object] = [*kinds, JobState.PENDING, JobState.RUNNING, now]
     if destination is not None:
-        due = and_(due, Job.destination == destination)
-    query = select(Job).where(due).order_by(Job.next_attempt_at, Job.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    jobs = list(session.scalars(query))
-    lease_end = now + timedelta(seconds=lease_s)
-    for job in jobs:
-        job.state = JobState.RUNNING
-        job.attempts += 1
-        job.next_attempt_at = lease_end
-        job.updated_at = now
-    session.flush()
-    return jobs
+        where += " AND destination = ?"
+        params.append(destination)
+    lock = " FOR UPDATE SKIP LOCKED" if sql.pg else ""
+    rows = sql.rows(
+        "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?"
+        f" WHERE id IN (SELECT id FROM jobs WHERE {where}"
+        f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING id, ref",
+        [JobState.RUNNING, lease_end, now, *params, limit],
+    )
+    return [Claimed(int(pk), str(ref)) for pk, ref in rows]
 
 
 def finish(session: Session, job_ids: Sequence[int]) -> None:

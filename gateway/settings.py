@@ -124,6 +124,7 @@ class DestinationSettings(_Section):
     modalities: list[str] = Field(default_factory=list)
     sop_classes: list[str] = Field(default_factory=list)
     timeout_s: float = Field(default=30.0, gt=0)
+    associations: int = Field(default=1, ge=1, le=16)
 
     _ae = field_validator("ae_title")(validate_ae_title)
 

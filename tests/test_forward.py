@@ -64,7 +64,9 @@ def _jobs(db_url: str) -> list[Job]:
 def test_study_complete_and_verified_in_orthanc(
     orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path
 ) -> None:
-    gw = gateway_factory.make({"forward": {"destinations": [destination_for(orthanc)]}})
+    # Two receiver processes, three sender associations: every instance once, verified.
+    dest = {**destination_for(orthanc), "associations": 3}
+    gw = gateway_factory.make({"dicom": {"processes": 2}, "forward": {"destinations": [dest]}})
     gw.start()
     study_uid, files = make_ct_study(tmp_path / "s", 300, size=64)
     assert storescu(gw.dicom_port, files).returncode == 0

@@ -43,3 +43,15 @@ def test_backoff_bounds() -> None:
         delay = jobs.backoff_s(attempts, 2.0, 300.0)
         full = min(300.0, 2.0 * 2 ** (attempts - 1))
         assert full / 2 <= delay <= full
+
+
+def test_bookkeeping_sessions_commit_like_durable_ones(database: Database) -> None:
+    """``durable=False`` only skips waiting for the disk: the rows are committed alike."""
+    with database.session(durable=False) as session:
+        jobs.enqueue(session, "forward", "7", "pacs")
+    with database.session(durable=False) as session:
+        (claimed,) = jobs.claim(session, ["forward"], destination="pacs")
+        assert claimed.ref == "7"
+    with database.session() as session:
+        job = session.scalars(select(Job)).one()
+        assert (job.state, job.attempts) == (JobState.RUNNING, 1)
