@@ -36,6 +36,7 @@ from pynetdicom.transport import AddressInformation, AssociationSocket, RequestH
 
 MAX_WAIT_S = 0.02
 PRE_CONNECT_SLEEP_S = 0.001
+READ_PIECE_BYTES = 256 * 1024
 
 
 class WakeableDUL(DULServiceProvider):
@@ -108,25 +109,29 @@ class WakeableDUL(DULServiceProvider):
 
 
 class BulkReadSocket(AssociationSocket):
-    """Reads a PDU into one buffer with as few system calls as the kernel allows.
+    """Reads a PDU in large pieces instead of pynetdicom's 4 KB appends (32 calls and
+    copies per 128 KB PDU; measured ~85 us per PDU against ~20 us this way).
 
-    pynetdicom reads 4 KB at a time and appends: 32 calls and copies per 128 KB PDU
-    (measured: ~85 us per PDU against ~20 us this way).
+    Memory grows only with the bytes that arrive, never with the length a peer declares.
     """
+
+    _piece: bytearray | None = None
 
     def recv(self, nr_bytes: int) -> bytearray:
         sock = self.socket
         assert sock is not None
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        received = 0
-        while received < nr_bytes:
-            count = sock.recv_into(view[received:], nr_bytes - received)
-            if not count:  # connection closed: what arrived so far, as pynetdicom does
-                del view
-                del buffer[received:]
-                return buffer
-            received += count
+        if self._piece is None:
+            self._piece = bytearray(READ_PIECE_BYTES)
+        view = memoryview(self._piece)
+        buffer = bytearray()
+        try:
+            while len(buffer) < nr_bytes:
+                count = sock.recv_into(view, min(READ_PIECE_BYTES, nr_bytes - len(buffer)))
+                if not count:  # connection closed: what arrived so far, as pynetdicom does
+                    break
+                buffer += view[:count]
+        finally:
+            view.release()
         return buffer
 
 

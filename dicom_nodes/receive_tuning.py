@@ -1,0 +1,72 @@
+"""Measured shortcuts on the C-STORE receive path, inside pydicom and pynetdicom.
+
+Profiled with py-spy on a receiver process (0.5 MB CT instances, one association):
+
+* the File Meta Information pynetdicom writes at the head of every streamed temp file
+  is built as a pydicom dataset and written with validation: ~220 us per instance.
+  :func:`file_meta_bytes` encodes the same seven elements directly (~5 us); a test
+  checks the bytes are identical to pydicom's;
+* every UID pydicom creates is checked against a regular expression only to warn
+  (``reading_validation_mode`` WARN): ~2 us each, dozens per instance. The gateway
+  validates the UIDs it uses itself (``gateway.identifiers``), so pydicom's reading
+  validation is off in processes that run the DICOM node.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, BinaryIO, NamedTuple
+
+import pydicom.config
+from pynetdicom import (
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
+    dimse_messages,
+)
+
+
+class FileMeta(NamedTuple):
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    implementation_uid: str = PYNETDICOM_IMPLEMENTATION_UID
+    implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION
+
+
+def _element(element: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+    if len(value) % 2:
+        value += pad
+    if vr == b"OB":  # explicit VR with a 4-byte length
+        return struct.pack("<HH2s2xI", 0x0002, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def file_meta_bytes(meta: FileMeta) -> bytes:
+    """Group 0002, explicit VR little endian, as pydicom's ``write_file_meta_info``."""
+    body = b"".join(
+        (
+            _element(0x0001, b"OB", b"\x00\x01", b"\x00"),
+            _element(0x0002, b"UI", meta.sop_class_uid.encode("ascii"), b"\x00"),
+            _element(0x0003, b"UI", meta.sop_instance_uid.encode("ascii"), b"\x00"),
+            _element(0x0010, b"UI", meta.transfer_syntax.encode("ascii"), b"\x00"),
+            _element(0x0012, b"UI", meta.implementation_uid.encode("ascii"), b"\x00"),
+            _element(0x0013, b"SH", meta.implementation_version.encode("ascii"), b" "),
+        )
+    )
+    return _element(0x0000, b"UL", struct.pack("<I", len(body)), b"\x00") + body
+
+
+def _create_file_meta(**values: Any) -> FileMeta:
+    return FileMeta(**{k: str(v) for k, v in values.items()})
+
+
+def _write_file_meta_info(fp: BinaryIO, meta: FileMeta, *args: Any, **kwargs: Any) -> None:
+    fp.write(file_meta_bytes(meta))
+
+
+def apply() -> None:
+    """Install the shortcuts (idempotent; for processes that run the DICOM node)."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    # Only decode_msg's streamed-dataset branch uses these two names in that module.
+    dimse_messages.create_file_meta = _create_file_meta  # type: ignore[assignment]
+    dimse_messages.write_file_meta_info = _write_file_meta_info  # type: ignore[assignment]
