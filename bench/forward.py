@@ -118,6 +118,7 @@ def main() -> None:
         "--full-path", action="store_true", help="also time order -> study -> ORU (20 studies)"
     )
     parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--associations", type=int, default=1, help="sender associations")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="risgate-bench-fwd-"))
     n = args.instances
@@ -161,6 +162,7 @@ def main() -> None:
                         "url": cfg.url,
                         "username": cfg.username,
                         "password": cfg.password,
+                        "associations": args.associations,
                     }
                 ]
             },

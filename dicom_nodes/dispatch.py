@@ -16,12 +16,16 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 DONE = b"\0"  # receiver -> main: one association ended
 STORED = b"\1"  # receiver -> main: an instance was committed (wake the senders)
+# At most one STORED per this many seconds: a sender woken once takes all that is queued,
+# and it looks again shortly after each batch anyway.
+STORED_EVERY_S = 0.02
 
 
 def channel_pair() -> tuple[socket.socket, socket.socket]:
@@ -113,3 +117,17 @@ def report(channel: socket.socket, what: bytes) -> None:
     (STORED); it may be gone, then nobody is told."""
     with contextlib.suppress(OSError):
         channel.send(what)
+
+
+class StoredReporter:
+    """Sends STORED to the main process, at most once per :data:`STORED_EVERY_S`."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self._channel = channel
+        self._last = -STORED_EVERY_S
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= STORED_EVERY_S:
+            self._last = now
+            report(self._channel, STORED)

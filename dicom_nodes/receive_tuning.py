@@ -7,9 +7,11 @@ Profiled with py-spy on a receiver process (0.5 MB CT instances, one association
   :func:`file_meta_bytes` encodes the same seven elements directly (~5 us); a test
   checks the bytes are identical to pydicom's;
 * every UID pydicom creates is checked against a regular expression only to warn
-  (``reading_validation_mode`` WARN): ~2 us each, dozens per instance. The gateway
-  validates the UIDs it uses itself (``gateway.identifiers``), so pydicom's reading
-  validation is off in processes that run the DICOM node.
+  (``reading_validation_mode`` WARN): ~2 us each, dozens per instance; and every UID set
+  on a DIMSE primitive is checked again by pynetdicom, also only to log a warning (the
+  check that could refuse it is already replaced: the DICOM node accepts any UID in a
+  command and answers a failure status itself). The gateway validates the UIDs it uses
+  (``gateway.identifiers``), so these checks are off in processes running the DICOM node.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
     dimse_messages,
+    dimse_primitives,
+    utils,
 )
 
 
@@ -64,9 +68,19 @@ def _write_file_meta_info(fp: BinaryIO, meta: FileMeta, *args: Any, **kwargs: An
     fp.write(file_meta_bytes(meta))
 
 
+def _set_uid_unchecked(
+    value: Any, name: str, allow_empty: bool = True, allow_none: bool = True, validate: bool = True
+) -> Any:
+    return _SET_UID(value, name, allow_empty, allow_none, False)
+
+
+_SET_UID = utils.set_uid
+
+
 def apply() -> None:
     """Install the shortcuts (idempotent; for processes that run the DICOM node)."""
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     # Only decode_msg's streamed-dataset branch uses these two names in that module.
     dimse_messages.create_file_meta = _create_file_meta  # type: ignore[assignment]
     dimse_messages.write_file_meta_info = _write_file_meta_info  # type: ignore[assignment]
+    dimse_primitives.set_uid = _set_uid_unchecked

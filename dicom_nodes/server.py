@@ -14,7 +14,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_nodes import receive_tuning
-from dicom_nodes.dispatch import DONE, STORED, Dispatcher, receive_handed, report
+from dicom_nodes.dispatch import DONE, Dispatcher, StoredReporter, receive_handed, report
 from dicom_nodes.policy import AssociationPolicy, PolicyAE
 from dicom_nodes.storage import StorageSCP, storage_contexts
 from dicom_nodes.transport import FastAssociationServer, HandedConnectionServer
@@ -106,7 +106,7 @@ def start_dicom_server(
     if handoff is not None:
         channel = handoff
         server.on_connection_done = functools.partial(report, channel, DONE)
-        receiver.on_stored.append(functools.partial(report, channel, STORED))
+        receiver.on_stored.append(StoredReporter(channel))
         target = functools.partial(receive_handed, channel, server.process_request)
         name = "dicom-handoff"
     else:
