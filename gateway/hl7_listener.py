@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import Database, is_sqlite
+from gateway.fastsql import Conflict, FastSQL
 from gateway.models import utcnow
-from gateway.orders.fastsql import Conflict, FastSQL
 from gateway.orders.models import HL7MessageRow, MessageStatus
 from gateway.orders.persist import Context, apply, stations_by_modality
 from gateway.settings import Settings

@@ -15,8 +15,8 @@ from typing import NamedTuple
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
+from gateway.fastsql import FastSQL
 from gateway.models import Job, JobState, utcnow
-from gateway.orders.fastsql import FastSQL
 from gateway.upsert import insert_for
 
 

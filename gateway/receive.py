@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.db import Database
+from gateway.fastsql import Conflict, FastSQL
 from gateway.instance_meta import InstanceMeta, InvalidDataset, read_instance_meta
 from gateway.models import Instance, Patient, Series, Study, StudyState, utcnow
-from gateway.orders.fastsql import Conflict, FastSQL
 from gateway.store import InstanceStore
 from gateway.upsert import insert_for
 

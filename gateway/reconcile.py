@@ -17,10 +17,10 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events, jobs
+from gateway.fastsql import FastSQL
 from gateway.identifiers import validate_accession
 from gateway.instance_meta import InstanceMeta
 from gateway.models import Instance, Job, JobState, Series, Study, utcnow
-from gateway.orders.fastsql import FastSQL
 from gateway.orders.models import Order, OrderPatient, RequestedProcedure, ScheduledStep
 from gateway.receive import StoredInstance
 from gateway.reconcile_models import MatchState, StudyMatch

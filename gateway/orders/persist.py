@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy.orm import Session
 
 from gateway import events
-from gateway.orders.fastsql import FastSQL
+from gateway.fastsql import FastSQL
 from gateway.orders.patients import _chain, _owners, change_identifier, merge, upsert_patient
 from hl7.errors import HL7Error
 from hl7.model import (

@@ -1,9 +1,11 @@
-"""Plain DBAPI statements inside a SQLAlchemy session's transaction, for the HL7 hot path.
+"""Plain DBAPI statements inside a SQLAlchemy session's transaction, for the hot paths.
 
-Storing one order takes about ten statements; through the ORM that cost ~4 ms per
-message, through the driver ~0.2 ms (see docs/decisions.md). SQL is written with ``?``
-placeholders and rewritten to ``%s`` for psycopg; timestamps follow SQLAlchemy's storage
-format on SQLite so ORM readers see the same values.
+Used where a statement runs per message or per instance: storing an HL7 order (about
+ten statements: through the ORM ~4 ms per message, through the driver ~0.2 ms), the
+receive path's per-instance rows, the match-state check and the queue's claims (see
+docs/decisions.md). SQL is written with ``?`` placeholders and rewritten to ``%s`` for
+psycopg; timestamps follow SQLAlchemy's storage format on SQLite so ORM readers see the
+same values.
 """
 
 from __future__ import annotations
