@@ -44,6 +44,7 @@ class Dispatcher:
         self._loads = [0] * len(channels)
         self._alive = [True] * len(channels)
         self._lock = threading.Lock()
+        self._closing = False
         for index in range(len(channels)):
             threading.Thread(
                 target=self._count_done, args=(index,), name=f"dicom-handoff-{index}", daemon=True
@@ -58,6 +59,8 @@ class Dispatcher:
                 data = b""
             with self._lock:
                 if not data:
+                    if self._alive[index] and not self._closing:
+                        log.error("DICOM receiver process %d is gone: serving here", index + 1)
                     self._alive[index] = False
                     return
                 ended = data.count(DONE)
@@ -82,7 +85,7 @@ class Dispatcher:
             payload = json.dumps([address[0], address[1]]).encode()
             socket.send_fds(self._channels[index], [payload], [conn.fileno()])
         except OSError:
-            log.error("DICOM receiver process %d unreachable: serving here", index + 1)
+            log.error("DICOM receiver process %d is gone: serving here", index + 1)
             with self._lock:
                 self._alive[index] = False
             return False
@@ -90,6 +93,7 @@ class Dispatcher:
         return True
 
     def close(self) -> None:
+        self._closing = True
         for channel in self._channels:
             channel.close()
 

@@ -106,4 +106,5 @@ def test_four_associations_split_two_and_two_then_a_receiver_dies(
     os.kill(child, signal.SIGKILL)
     time.sleep(0.5)
     assert storescu(gw.dicom_port, files[4:]).returncode == 0  # served by the main process
+    assert "DICOM receiver process 1 is gone" in gw.log_path.read_text()
     assert gw.get(f"/api/studies/{study_uid}")["instances"] == 8
