@@ -11,7 +11,11 @@ Profiled with py-spy on a receiver process (0.5 MB CT instances, one association
   on a DIMSE primitive is checked again by pynetdicom, also only to log a warning (the
   check that could refuse it is already replaced: the DICOM node accepts any UID in a
   command and answers a failure status itself). The gateway validates the UIDs it uses
-  (``gateway.identifiers``), so these checks are off in processes running the DICOM node.
+  (``gateway.identifiers``), so these checks are off in processes running the DICOM node;
+* pynetdicom binds four logging handlers to every association (``LOG_HANDLER_LEVEL``
+  "standard") that describe each PDU and DIMSE message; the gateway keeps pynetdicom's
+  logger at WARNING (those summaries carry patient data), so they only cost CPU:
+  ``LOG_HANDLER_LEVEL`` is "none", pynetdicom's documented switch for that.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pydicom.config
 from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
+    _config,
     dimse_messages,
     dimse_primitives,
     utils,
@@ -80,6 +85,7 @@ _SET_UID = utils.set_uid
 def apply() -> None:
     """Install the shortcuts (idempotent; for processes that run the DICOM node)."""
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    _config.LOG_HANDLER_LEVEL = "none"
     # Only decode_msg's streamed-dataset branch uses these two names in that module.
     dimse_messages.create_file_meta = _create_file_meta  # type: ignore[assignment]
     dimse_messages.write_file_meta_info = _write_file_meta_info  # type: ignore[assignment]
