@@ -47,10 +47,10 @@ class Dispatcher:
         self._closing = False
         for index in range(len(channels)):
             threading.Thread(
-                target=self._count_done, args=(index,), name=f"dicom-handoff-{index}", daemon=True
+                target=self._listen, args=(index,), name=f"dicom-handoff-{index}", daemon=True
             ).start()
 
-    def _count_done(self, index: int) -> None:
+    def _listen(self, index: int) -> None:
         channel = self._channels[index]
         while True:
             try:

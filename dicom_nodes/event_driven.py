@@ -1,4 +1,4 @@
-"""Acceptor associations that wait for events instead of polling every millisecond.
+"""Associations that wait for events instead of polling every millisecond.
 
 pynetdicom's two threads per association poll: the DUL loop sleeps 1 ms whenever it has
 nothing to do, and the association reactor sleeps 1 ms between looks at its message
