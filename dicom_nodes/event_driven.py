@@ -31,8 +31,12 @@ from typing import Any
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
+
+from dicom_nodes.receive_tuning import store_response_command
 
 MAX_WAIT_S = 0.02
 PRE_CONNECT_SLEEP_S = 0.001
@@ -136,7 +140,23 @@ class BulkReadSocket(AssociationSocket):
 
 
 class WaitingDIMSE(DIMSEServiceProvider):
-    """The reactor's non-blocking look at the message queue waits a little instead."""
+    """The reactor's non-blocking look at the message queue waits a little instead;
+    C-STORE responses are encoded directly (:func:`store_response_command`)."""
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        if (
+            type(primitive) is C_STORE
+            and primitive.MessageIDBeingRespondedTo is not None
+            and not self.assoc._handlers.get(evt.EVT_DIMSE_SENT)
+        ):
+            command = store_response_command(primitive)
+            limit = self.maximum_pdu_size
+            if command is not None and (not limit or len(command) + 6 <= limit):
+                pdata = P_DATA()
+                pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
+                self.dul.send_pdu(pdata)
+                return
+        super().send_msg(primitive, context_id)
 
     def get_msg(self, block: bool = False) -> Any:
         if block:

@@ -12,6 +12,11 @@ Profiled with py-spy on a receiver process (0.5 MB CT instances, one association
   check that could refuse it is already replaced: the DICOM node accepts any UID in a
   command and answers a failure status itself). The gateway validates the UIDs it uses
   (``gateway.identifiers``), so these checks are off in processes running the DICOM node;
+* answering a C-STORE, pynetdicom builds the response's command set as a pydicom
+  dataset and encodes it: ~290 us per instance. :func:`store_response_command` encodes
+  the same elements directly (~10 us; tested byte-identical), used by
+  :class:`dicom_nodes.event_driven.WaitingDIMSE` when nothing listens to the DIMSE
+  "sent" event and the response has no offending element or non-ASCII comment;
 * pynetdicom binds four logging handlers to every association (``LOG_HANDLER_LEVEL``
   "standard") that describe each PDU and DIMSE message; the gateway keeps pynetdicom's
   logger at WARNING (those summaries carry patient data), so they only cost CPU:
@@ -32,6 +37,7 @@ from pynetdicom import (
     dimse_primitives,
     utils,
 )
+from pynetdicom.dimse_primitives import C_STORE
 
 
 class FileMeta(NamedTuple):
@@ -63,6 +69,40 @@ def file_meta_bytes(meta: FileMeta) -> bytes:
         )
     )
     return _element(0x0000, b"UL", struct.pack("<I", len(body)), b"\x00") + body
+
+
+def _command_element(element: int, value: bytes, pad: bytes = b"\x00") -> bytes:
+    """One command-set element: implicit VR little endian, group 0000."""
+    if len(value) % 2:
+        value += pad
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
+
+
+C_STORE_RSP = 0x8001
+NO_DATASET = 0x0101
+
+
+def store_response_command(primitive: C_STORE) -> bytes | None:
+    """The encoded command set of a C-STORE response, or None to let pynetdicom do it."""
+    if primitive.OffendingElement is not None or primitive.Status is None:
+        return None
+    comment = primitive.ErrorComment
+    if comment is not None and not str(comment).isascii():
+        return None
+    parts = []
+    if primitive.AffectedSOPClassUID:
+        parts.append(_command_element(0x0002, str(primitive.AffectedSOPClassUID).encode()))
+    parts.append(_command_element(0x0100, struct.pack("<H", C_STORE_RSP)))
+    message_id = primitive.MessageIDBeingRespondedTo
+    parts.append(_command_element(0x0120, struct.pack("<H", message_id)))
+    parts.append(_command_element(0x0800, struct.pack("<H", NO_DATASET)))
+    parts.append(_command_element(0x0900, struct.pack("<H", primitive.Status)))
+    if comment is not None:
+        parts.append(_command_element(0x0902, str(comment).encode("ascii"), b" "))
+    if primitive.AffectedSOPInstanceUID:
+        parts.append(_command_element(0x1000, str(primitive.AffectedSOPInstanceUID).encode()))
+    body = b"".join(parts)
+    return _command_element(0x0000, struct.pack("<I", len(body))) + body
 
 
 def _create_file_meta(**values: Any) -> FileMeta:

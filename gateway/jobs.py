@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import NamedTuple
 
 from sqlalchemy import and_, func, select, update
@@ -25,10 +25,6 @@ def enqueue(
     kind: str,
     ref: str,
     destination: str = "",
-    *,
-    at: datetime | None = None,
-    reset_finished: bool = True,
-    state: str = JobState.PENDING,
 ) -> None:
     """Add a job, or put a finished one back to PENDING (idempotent per key)."""
     now = utcnow()
@@ -36,26 +32,23 @@ def enqueue(
         kind=kind,
         ref=ref,
         destination=destination,
-        state=state,
+        state=JobState.PENDING,
         attempts=0,
-        next_attempt_at=at or now,
+        next_attempt_at=now,
         last_error="",
         created_at=now,
         updated_at=now,
     )
-    if reset_finished:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["kind", "ref", "destination"],
-            set_={
-                "state": JobState.PENDING,
-                "attempts": 0,
-                "next_attempt_at": at or now,
-                "updated_at": now,
-            },
-            where=Job.__table__.c.state.in_([JobState.DONE, JobState.DEAD]),
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "ref", "destination"])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["kind", "ref", "destination"],
+        set_={
+            "state": JobState.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "updated_at": now,
+        },
+        where=Job.__table__.c.state.in_([JobState.DONE, JobState.DEAD]),
+    )
     session.execute(stmt)
 
 
