@@ -19,12 +19,13 @@ release/abort checks still run, at most that much later.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from queue import Empty
 from typing import Any
 
@@ -36,7 +37,12 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
 
-from dicom_nodes.receive_tuning import store_response_command
+from dicom_nodes.dimse_shortcuts import (
+    decode_store_response,
+    file_pdvs,
+    store_request_command,
+    store_response_command,
+)
 
 MAX_WAIT_S = 0.02
 PRE_CONNECT_SLEEP_S = 0.001
@@ -141,20 +147,40 @@ class BulkReadSocket(AssociationSocket):
 
 class WaitingDIMSE(DIMSEServiceProvider):
     """The reactor's non-blocking look at the message queue waits a little instead;
-    C-STORE responses are encoded directly (:func:`store_response_command`)."""
+    C-STORE requests (streamed from a file) and responses are encoded directly, and
+    C-STORE responses decoded directly (:mod:`dicom_nodes.dimse_shortcuts`)."""
+
+    def receive_primitive(self, primitive: Any) -> None:
+        pdvs = primitive.presentation_data_value_list
+        if (
+            self.message is None
+            and len(pdvs) == 1
+            and pdvs[0][1][:1] == b"\x03"  # a whole command in one fragment
+            and not self.assoc._handlers.get(evt.EVT_DIMSE_RECV)
+        ):
+            context_id, data = pdvs[0]
+            response = decode_store_response(data[1:], context_id)
+            if response is not None:
+                self.msg_queue.put((context_id, response))
+                return
+        super().receive_primitive(primitive)
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
-        if (
-            type(primitive) is C_STORE
-            and primitive.MessageIDBeingRespondedTo is not None
-            and not self.assoc._handlers.get(evt.EVT_DIMSE_SENT)
-        ):
-            command = store_response_command(primitive)
+        if type(primitive) is C_STORE and not self.assoc._handlers.get(evt.EVT_DIMSE_SENT):
             limit = self.maximum_pdu_size
+            if primitive.MessageIDBeingRespondedTo is not None:
+                command = store_response_command(primitive)
+                pdvs: Iterable[bytes] = ()
+            else:
+                command = store_request_command(primitive)
+                path = primitive._dataset_path
+                pdvs = file_pdvs(*path, limit) if isinstance(path, tuple) else ()
+                command = command if isinstance(path, tuple) else None
             if command is not None and (not limit or len(command) + 6 <= limit):
-                pdata = P_DATA()
-                pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
-                self.dul.send_pdu(pdata)
+                for pdv in itertools.chain((b"\x03" + command,), pdvs):
+                    pdata = P_DATA()
+                    pdata.presentation_data_value_list.append((context_id, pdv))
+                    self.dul.send_pdu(pdata)
                 return
         super().send_msg(primitive, context_id)
 

@@ -13,7 +13,7 @@ from pynetdicom import _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from dicom_nodes import receive_tuning
+from dicom_nodes import dimse_shortcuts
 from dicom_nodes.dispatch import DONE, Dispatcher, StoredReporter, receive_handed, report
 from dicom_nodes.policy import AssociationPolicy, PolicyAE
 from dicom_nodes.storage import StorageSCP, storage_contexts
@@ -70,7 +70,7 @@ def start_dicom_server(
     listen themselves (:mod:`dicom_nodes.dispatch`).
     """
     _config.STORE_RECV_CHUNKED_DATASET = True
-    receive_tuning.apply()
+    dimse_shortcuts.apply()
     # pynetdicom would abort the association on a non-conformant UID in a command;
     # the gateway validates UIDs itself and answers with a failure status instead.
     _config.VALIDATORS["UI"] = _accept_any_uid
