@@ -125,6 +125,8 @@ def decode_store_response(command: bytes, context_id: int) -> C_STORE | None:
         value = command[offset + 8 : offset + 8 + length]
         if group != 0 or element not in _RESPONSE_ELEMENTS or len(value) != length:
             return None
+        if b"\\" in value and element in (0x0002, 0x0902, 0x1000):
+            return None  # a multi-valued text: pynetdicom keeps the first value, with a warning
         values[element] = value
         offset += 8 + length
     if offset != len(command):

@@ -131,6 +131,9 @@ def test_store_response_decoded_as_pynetdicom_does(
     assert message.decode_msg(pdata)
     expected = message.message_to_primitive()
     mine = decode_store_response(encoded, 3)
+    if comment is not None and "\\" in comment:
+        assert mine is None  # multi-valued text: left to pynetdicom
+        return
     assert mine is not None
     assert vars(mine) == vars(expected)
 
@@ -142,3 +145,5 @@ def test_other_commands_left_to_pynetdicom() -> None:
     )
     assert decode_store_response(echo, 1) is None  # a C-ECHO response
     assert decode_store_response(b"\x00\x00\x00", 1) is None  # truncated
+    comment = struct.pack("<HHI", 0, 0x0902, 2) + b"\\ "  # multi-valued: pynetdicom's call
+    assert decode_store_response(echo.replace(b"\x30\x80", b"\x01\x80") + comment, 1) is None
