@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.common import emit, storescu_send
 from gateway.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
+from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 
@@ -47,7 +48,6 @@ def _full_path(work: Path, studies: int, processes: int) -> dict[str, object]:
     )
     pacs.start()
     emr = EmrPeer().start()
-    cfg = pacs.config
     gw = GatewayProcess(
         work / "gateway-full",
         f"sqlite:///{work / 'gateway-full' / 'risgate.db'}",
@@ -55,20 +55,7 @@ def _full_path(work: Path, studies: int, processes: int) -> dict[str, object]:
             "dicom": {"processes": processes},
             "log": {"level": "WARNING"},
             "studies": {"stable_after_s": 1},
-            "forward": {
-                "destinations": [
-                    {
-                        "name": "pacs",
-                        "protocol": "dicom",
-                        "host": "127.0.0.1",
-                        "port": cfg.dicom_port,
-                        "ae_title": cfg.aet,
-                        "url": cfg.url,
-                        "username": cfg.username,
-                        "password": cfg.password,
-                    }
-                ]
-            },
+            "forward": {"destinations": [destination_for(pacs)]},
             "notify": {"enabled": True, "port": emr.port},
         },
     )
@@ -142,7 +129,6 @@ def main() -> None:
         direct.stop()
 
     pacs = orthanc("orthanc-gw")
-    cfg = pacs.config
     gw = GatewayProcess(
         work / "gateway",
         f"sqlite:///{work / 'gateway' / 'risgate.db'}",
@@ -153,17 +139,7 @@ def main() -> None:
             "reconcile": {"unmatched": "forward"},
             "forward": {
                 "destinations": [
-                    {
-                        "name": "pacs",
-                        "protocol": args.protocol,
-                        "host": "127.0.0.1",
-                        "port": cfg.dicom_port,
-                        "ae_title": cfg.aet,
-                        "url": cfg.url,
-                        "username": cfg.username,
-                        "password": cfg.password,
-                        "associations": args.associations,
-                    }
+                    destination_for(pacs, protocol=args.protocol, associations=args.associations)
                 ]
             },
         },

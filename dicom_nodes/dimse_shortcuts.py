@@ -166,7 +166,7 @@ def store_request_command(primitive: C_STORE) -> bytes | None:
     """The encoded command set of a C-STORE request whose dataset is streamed from a
     file, or None to let pynetdicom do it."""
     if (
-        primitive._dataset_path is None
+        not isinstance(primitive._dataset_path, tuple)  # (file, offset of the dataset)
         or primitive.MoveOriginatorApplicationEntityTitle is not None
         or primitive.MoveOriginatorMessageID is not None
         or primitive.MessageID is None

@@ -26,8 +26,9 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
@@ -168,14 +169,14 @@ class WaitingDIMSE(DIMSEServiceProvider):
     def send_msg(self, primitive: Any, context_id: int) -> None:
         if type(primitive) is C_STORE and not self.assoc._handlers.get(evt.EVT_DIMSE_SENT):
             limit = self.maximum_pdu_size
+            pdvs: Iterable[bytes] = ()
             if primitive.MessageIDBeingRespondedTo is not None:
                 command = store_response_command(primitive)
-                pdvs: Iterable[bytes] = ()
             else:
                 command = store_request_command(primitive)
-                path = primitive._dataset_path
-                pdvs = file_pdvs(*path, limit) if isinstance(path, tuple) else ()
-                command = command if isinstance(path, tuple) else None
+                if command is not None:  # then the dataset is at (file, offset)
+                    path, offset = cast(tuple[Path, int], primitive._dataset_path)
+                    pdvs = file_pdvs(path, offset, limit)
             if command is not None and (not limit or len(command) + 6 <= limit):
                 for pdv in itertools.chain((b"\x03" + command,), pdvs):
                     pdata = P_DATA()

@@ -82,20 +82,3 @@ def orthanc(tmp_path: Path) -> Iterator[LocalOrthanc]:
     server.start()
     yield server
     server.stop()
-
-
-def destination_for(orthanc: LocalOrthanc, **extra: object) -> dict[str, object]:
-    """A gateway destination (TOML table) pointing at ``orthanc``."""
-    cfg = orthanc.config
-    dest: dict[str, object] = {
-        "name": "pacs",
-        "protocol": "dicom",
-        "host": "127.0.0.1",
-        "port": cfg.dicom_port,
-        "ae_title": cfg.aet,
-        "url": cfg.url,
-        "username": cfg.username,
-        "password": cfg.password,
-    }
-    dest.update(extra)
-    return dest

@@ -26,10 +26,10 @@ from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.local_orthanc import LocalOrthanc
-from tests.conftest import destination_for
 from tests.fixtures.orders.helpers import ack_code, omi, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
+from tests.support.destination import destination_for
 from tests.support.gateway_proc import DEFAULT_PEERS, GatewayProcess
 from tests.support.net import free_port
 

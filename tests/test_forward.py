@@ -15,9 +15,9 @@ from sqlalchemy import create_engine, select
 
 from gateway.local_orthanc import LocalOrthanc
 from gateway.models import Job
-from tests.conftest import destination_for
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu, storescu_acknowledged
+from tests.support.destination import destination_for
 
 pytestmark = pytest.mark.integration
 

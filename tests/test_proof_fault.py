@@ -25,8 +25,8 @@ import pydicom
 import pytest
 
 from gateway.local_orthanc import LocalOrthanc
-from tests.conftest import destination_for
 from tests.support.ctgen import make_ct_study
+from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.test_forward import orthanc_sop_uids, wait_for
 

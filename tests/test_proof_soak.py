@@ -26,10 +26,10 @@ import pytest
 
 from bench.common import tree_rss_mb
 from gateway.local_orthanc import LocalOrthanc
-from tests.conftest import destination_for
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
+from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.test_forward import wait_for
 

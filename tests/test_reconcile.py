@@ -16,10 +16,10 @@ from sqlalchemy import create_engine, select
 
 from gateway.local_orthanc import LocalOrthanc
 from gateway.reconcile_models import OutboundMessage
-from tests.conftest import destination_for
 from tests.fixtures.orders.helpers import ack_code, adt, findscu, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
+from tests.support.destination import destination_for
 from tests.support.emr import EmrPeer
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
