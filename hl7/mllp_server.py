@@ -147,7 +147,8 @@ class MLLPServer:
         decoder = FrameDecoder(self.max_message_bytes)
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(READ_CHUNK), self.idle_timeout_s)
+                async with asyncio.timeout(self.idle_timeout_s):
+                    data = await reader.read(READ_CHUNK)
             except TimeoutError:
                 logger.info("MLLP connection from %s closed after idle timeout", peer_ip)
                 return
