@@ -44,6 +44,7 @@ from dicom_nodes.dimse_shortcuts import (
     store_request_command,
     store_response_command,
 )
+from dicom_nodes.writeback import start_writeback
 
 MAX_WAIT_S = 0.02
 PRE_CONNECT_SLEEP_S = 0.001
@@ -164,7 +165,12 @@ class WaitingDIMSE(DIMSEServiceProvider):
             if response is not None:
                 self.msg_queue.put((context_id, response))
                 return
+        before = self.message
         super().receive_primitive(primitive)
+        message = before if before is not None else self.message
+        dataset_file = getattr(message, "_data_set_file", None)
+        if dataset_file is not None and not dataset_file.closed:
+            start_writeback(dataset_file.fileno())
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
         if type(primitive) is C_STORE and not self.assoc._handlers.get(evt.EVT_DIMSE_SENT):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,27 @@ class Database:
                 make_engine(url, sqlite_synchronous="NORMAL"), expire_on_commit=False
             )
         return self._bookkeeping
+
+    def read_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """One row of a single read statement (``?`` placeholders), outside any session.
+
+        For per-instance lookups: no Session, and on SQLite no ``BEGIN IMMEDIATE`` (which
+        a session's transaction takes, queueing the read behind writers): the statement
+        reads the latest committed snapshot on its own.
+        """
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            if not is_sqlite(self.engine):
+                sql = sql.replace("?", "%s")
+            cursor.execute(sql, tuple(params))
+            row = cursor.fetchone()
+            cursor.close()
+            if not is_sqlite(self.engine):
+                conn.rollback()
+            return tuple(row) if row is not None else None
+        finally:
+            conn.close()
 
     def pinned(self) -> PinnedSession:
         """A session on a connection of its own, for a hot path (see PinnedSession)."""

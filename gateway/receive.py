@@ -165,10 +165,9 @@ class Receiver:
 
     def _existing(self, sop_instance_uid: str) -> int | None:
         """The pk of an instance already indexed with this SOP Instance UID."""
-        with self.db.sessions() as session:
-            row = FastSQL(session).one(
-                "SELECT id FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid]
-            )
+        row = self.db.read_one(
+            "SELECT id FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid]
+        )
         return int(row[0]) if row is not None else None
 
     def _duplicate(self, instance_pk: int, tmp_path: Path | None, calling_ae: str) -> ReceiveResult:

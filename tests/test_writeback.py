@@ -1,0 +1,37 @@
+"""Early writeback of received datasets: present on Linux, harmless on any descriptor."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from dicom_nodes import writeback
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux")
+def test_sync_file_range_is_found_on_linux() -> None:
+    assert writeback._sync_file_range is not None
+
+
+def test_writeback_keeps_the_data(tmp_path: Path) -> None:
+    target = tmp_path / "instance.dcm"
+    data = os.urandom(300_000)
+    with target.open("wb") as f:
+        f.write(data[:100_000])
+        f.flush()
+        writeback.start_writeback(f.fileno())
+        f.write(data[100_000:])
+        f.flush()
+        writeback.start_writeback(f.fileno())
+        os.fsync(f.fileno())
+    assert target.read_bytes() == data
+
+
+def test_writeback_ignores_a_bad_descriptor(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "gone", os.O_WRONLY | os.O_CREAT)
+    os.close(fd)
+    writeback.start_writeback(fd)  # EBADF is not raised: the fsync reports real errors
+    writeback.start_writeback(-1)
