@@ -100,3 +100,23 @@ def wait_port(port: int, timeout: float = 30) -> None:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"port {port} not open")
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(all, idle) jiffies of the machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def wait_quiet(busy_below: float = 0.1, window_s: float = 0.5, timeout: float = 60) -> None:
+    """Wait until the machine's CPUs are busy less than ``busy_below`` over ``window_s``
+    (background work of a previous round done), at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        total0, idle0 = _cpu_times()
+        time.sleep(window_s)
+        total1, idle1 = _cpu_times()
+        elapsed = total1 - total0
+        if elapsed and (elapsed - (idle1 - idle0)) / elapsed < busy_below:
+            return

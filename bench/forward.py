@@ -1,20 +1,25 @@
 """Forward benchmark: time until a 500-instance CT study is complete in Orthanc, sent
 (a) by storescu straight to Orthanc, (b) by storescu to the gateway, which forwards it.
 
-Prints one JSON line: ``direct_s``, ``gateway_s`` and ``ratio`` (gateway_s / direct_s).
-Usage: .venv/bin/python -m bench.forward [--instances N]
+(a) and (b) take turns for ``--rounds`` rounds (3 by default; a new study each time), so
+a drift of this shared machine's speed falls on both; single runs here drift by a third.
+Prints one JSON line: ``direct_s`` and ``gateway_s`` (medians of the rounds), ``ratio``
+(gateway_s / direct_s) and every round's figures.
+Usage: .venv/bin/python -m bench.forward [--instances N] [--rounds R]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import emit, storescu_send
+from bench.common import emit, storescu_send, wait_quiet
 from gateway.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
@@ -96,9 +101,26 @@ def _full_path(work: Path, studies: int, processes: int) -> dict[str, object]:
     }
 
 
+def _round(
+    orthanc: LocalOrthanc, port: int, aec: str, files: list[Path], expected: int
+) -> tuple[float, float]:
+    """Send one study with storescu to ``port``; (seconds until ``orthanc`` holds
+    ``expected`` instances, seconds storescu took)."""
+    # Every round starts on a quiet machine: no dirty pages left by the rounds before or
+    # by the study generation (their writeback would slow this round's fsyncs), and the
+    # gateway done with the previous study (verification, thumbnails, costing).
+    os.sync()
+    wait_quiet()
+    start = time.perf_counter()
+    send_s = storescu_send(port, files, aec)
+    _wait_complete(orthanc, expected)
+    return time.perf_counter() - start, send_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--protocol", choices=["dicom", "rest"], default="dicom")
     parser.add_argument(
@@ -109,8 +131,14 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="risgate-bench-fwd-"))
     n = args.instances
-    _, direct_files = make_ct_study(work / "direct", n, accession="DIRECT")
-    _, gw_files = make_ct_study(work / "gw", n, accession="VIAGW")
+    # A new study per round and path: the gateway forwards an instance once only.
+    studies = [
+        (
+            make_ct_study(work / f"direct{r}", n, accession=f"DIRECT{r}")[1],
+            make_ct_study(work / f"gw{r}", n, accession=f"VIAGW{r}")[1],
+        )
+        for r in range(args.rounds)
+    ]
 
     def orthanc(name: str) -> LocalOrthanc:
         server = LocalOrthanc(
@@ -120,14 +148,6 @@ def main() -> None:
         return server
 
     direct = orthanc("orthanc-direct")
-    try:
-        start = time.perf_counter()
-        storescu_send(direct.config.dicom_port, direct_files, "ORTHANC")
-        _wait_complete(direct, n)
-        direct_s = time.perf_counter() - start
-    finally:
-        direct.stop()
-
     pacs = orthanc("orthanc-gw")
     gw = GatewayProcess(
         work / "gateway",
@@ -144,28 +164,40 @@ def main() -> None:
             },
         },
     )
-    gw.start()
+    direct_s: list[float] = []
+    gateway_s: list[float] = []
+    receive_s: list[float] = []
     try:
-        start = time.perf_counter()
-        send_s = storescu_send(gw.dicom_port, gw_files, "RISGATE")
-        _wait_complete(pacs, n)
-        gateway_s = time.perf_counter() - start
+        gw.start()
+        # Direct and through the gateway take turns, so drifts of the machine's speed
+        # fall on both sides alike.
+        for r, (direct_files, gw_files) in enumerate(studies):
+            direct_s.append(_round(direct, direct.config.dicom_port, "ORTHANC", direct_files,
+                                   n * (r + 1))[0])  # fmt: skip
+            total, send = _round(pacs, gw.dicom_port, "RISGATE", gw_files, n * (r + 1))
+            gateway_s.append(total)
+            receive_s.append(send)
     finally:
         gw.stop()
         pacs.stop()
+        direct.stop()
     problems = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
     for line in problems[:10]:
         print(line, file=sys.stderr)
     if args.full_path:
         emit(_full_path(work, args.studies, args.processes))
+    direct_median, gateway_median = statistics.median(direct_s), statistics.median(gateway_s)
     emit(
         {
             "bench": "forward",
             "instances": n,
-            "direct_s": round(direct_s, 2),
-            "gateway_s": round(gateway_s, 2),
-            "gateway_receive_s": round(send_s, 2),
-            "ratio": round(gateway_s / direct_s, 2),
+            "rounds": args.rounds,
+            "direct_s": round(direct_median, 2),
+            "gateway_s": round(gateway_median, 2),
+            "gateway_receive_s": round(statistics.median(receive_s), 2),
+            "ratio": round(gateway_median / direct_median, 2),
+            "direct_rounds_s": [round(x, 2) for x in direct_s],
+            "gateway_rounds_s": [round(x, 2) for x in gateway_s],
         }
     )
     shutil.rmtree(work, ignore_errors=True)
