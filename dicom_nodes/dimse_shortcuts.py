@@ -30,8 +30,8 @@ Profiled with py-spy on the gateway's processes (0.5 MB CT instances, one associ
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -187,17 +187,39 @@ def store_request_command(primitive: C_STORE) -> bytes | None:
     return _command_element(0x0000, struct.pack("<I", len(body))) + body
 
 
-def file_pdvs(path: Path, offset: int, max_pdu: int) -> Iterator[bytes]:
-    """The dataset PDVs (control header included) of a file from ``offset``, as
-    pynetdicom's ``encode_msg`` cuts them."""
-    with open(path, "rb") as f:
-        length = f.seek(0, 2) - f.seek(offset)
+class FileSlice(NamedTuple):
+    """A dataset PDV sent straight from the file: the control header byte, then
+    ``length`` bytes at ``offset`` of ``file``. The DUL hands the bytes to the kernel
+    (``sendfile``) when the PDU goes out; the file is closed after the ``last`` slice."""
+
+    control: int
+    file: BinaryIO
+    offset: int
+    length: int
+    last: bool
+
+    def data(self) -> bytes:
+        """The PDV's value as pynetdicom would send it (control header included)."""
+        return bytes((self.control,)) + os.pread(self.file.fileno(), self.length, self.offset)
+
+
+def file_slices(path: Path, offset: int, max_pdu: int) -> list[FileSlice]:
+    """The dataset PDVs of a file from ``offset``, cut as pynetdicom's ``encode_msg``
+    cuts them (one per P-DATA, ``max_pdu - 6`` bytes of data each)."""
+    file = open(path, "rb")  # noqa: SIM115 - closed by the DUL after the last slice
+    try:
+        length = os.fstat(file.fileno()).st_size - offset
         piece = max_pdu - 6 if max_pdu else max(length, 1)
-        remaining = length
-        while remaining > piece:
-            yield b"\x00" + f.read(piece)
-            remaining -= piece
-        yield b"\x02" + f.read(remaining)
+        slices = []
+        while length > piece:
+            slices.append(FileSlice(0x00, file, offset, piece, False))
+            offset += piece
+            length -= piece
+        slices.append(FileSlice(0x02, file, offset, length, True))
+    except BaseException:
+        file.close()
+        raise
+    return slices
 
 
 def _create_file_meta(**values: Any) -> FileMeta:

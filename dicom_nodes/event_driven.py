@@ -7,7 +7,11 @@ milliseconds per instance go to sleeping, and idle associations burn CPU. Here:
 
 * the DUL blocks in ``poll`` on its socket and on a wake-up pipe, written whenever a
   primitive is queued for sending or the thread is told to stop;
-* the reactor blocks on its DIMSE message queue.
+* the reactor blocks on its DIMSE message queue;
+* a C-STORE request's dataset goes out from its file: each P-DATA-TF carries a
+  :class:`~dicom_nodes.dimse_shortcuts.FileSlice` that the DUL sends as 12 header bytes
+  and ``sendfile`` (no read into Python, no PDU encoding; about 1 ms of the forwarding
+  process's CPU less per 0.5 MB instance).
 
 Used for the associations the gateway accepts (:class:`EventDrivenRequestHandler`) and
 for those it requests to send instances (:class:`EventDrivenAE`).
@@ -19,13 +23,14 @@ release/abort checks still run, at most that much later.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import select
+import socket
 import ssl
+import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from queue import Empty
 from typing import Any, cast
@@ -39,12 +44,16 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
 
 from dicom_nodes.dimse_shortcuts import (
+    FileSlice,
     decode_store_response,
-    file_pdvs,
+    file_slices,
     store_request_command,
     store_response_command,
 )
 from dicom_nodes.writeback import start_writeback
+
+# Events whose handlers expect pynetdicom's own encoding path (PDU objects, bytes sent).
+_SENT_EVENTS = (evt.EVT_DIMSE_SENT, evt.EVT_PDU_SENT, evt.EVT_DATA_SENT)
 
 MAX_WAIT_S = 0.02
 PRE_CONNECT_SLEEP_S = 0.001
@@ -73,6 +82,36 @@ class WakeableDUL(DULServiceProvider):
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
         self._wake()
+
+    def _send(self, pdu: Any) -> None:
+        items = getattr(pdu, "presentation_data_value_items", None)
+        if items is not None and len(items) == 1:
+            value = items[0].presentation_data_value
+            if isinstance(value, FileSlice):
+                self._send_slice(items[0].presentation_context_id, value)
+                return
+        super()._send(pdu)
+
+    def _send_slice(self, context_id: int, piece: FileSlice) -> None:
+        """One P-DATA-TF PDU with one dataset PDV: the 12 header bytes, then the file's
+        bytes through ``sendfile`` (no copy into Python; on TLS Python reads them)."""
+        header = struct.pack(
+            ">BBIIBB", 0x04, 0, piece.length + 6, piece.length + 2, context_id, piece.control
+        )
+        sock = getattr(self.socket, "socket", None)
+        try:
+            if sock is None:
+                raise OSError("no connection")
+            # MSG_MORE: the header leaves with the data (TLS sockets take no flags).
+            more = piece.length and not isinstance(sock, ssl.SSLSocket)
+            sock.sendall(header, socket.MSG_MORE if more else 0)
+            if piece.length:
+                sock.sendfile(piece.file, piece.offset, piece.length)
+        except (OSError, ValueError):
+            self.event_queue.put("Evt17")  # as pynetdicom's send: transport closed
+        finally:
+            if piece.last:
+                piece.file.close()
 
     def kill_dul(self) -> None:
         super().kill_dul()
@@ -173,20 +212,23 @@ class WaitingDIMSE(DIMSEServiceProvider):
             start_writeback(dataset_file.fileno())
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
-        if type(primitive) is C_STORE and not self.assoc._handlers.get(evt.EVT_DIMSE_SENT):
+        handlers = self.assoc._handlers
+        if type(primitive) is C_STORE and not any(map(handlers.get, _SENT_EVENTS)):
             limit = self.maximum_pdu_size
-            pdvs: Iterable[bytes] = ()
+            pdvs: list[FileSlice] = []
             if primitive.MessageIDBeingRespondedTo is not None:
                 command = store_response_command(primitive)
             else:
                 command = store_request_command(primitive)
-                if command is not None:  # then the dataset is at (file, offset)
-                    path, offset = cast(tuple[Path, int], primitive._dataset_path)
-                    pdvs = file_pdvs(path, offset, limit)
             if command is not None and (not limit or len(command) + 6 <= limit):
-                for pdv in itertools.chain((b"\x03" + command,), pdvs):
+                if primitive.MessageIDBeingRespondedTo is None:  # dataset at (file, offset)
+                    path, offset = cast(tuple[Path, int], primitive._dataset_path)
+                    pdvs = file_slices(path, offset, limit)
+                values: list[Any] = [b"\x03" + command, *pdvs]
+                for value in values:
+                    # A FileSlice stands in for the PDV's bytes until WakeableDUL._send.
                     pdata = P_DATA()
-                    pdata.presentation_data_value_list.append((context_id, pdv))
+                    pdata.presentation_data_value_list.append((context_id, value))
                     self.dul.send_pdu(pdata)
                 return
         super().send_msg(primitive, context_id)

@@ -1,7 +1,10 @@
 """Outbound storage SCU: one reused association per destination, TCP_NODELAY on.
 
-Files are sent as stored (pynetdicom's chunked send: the dataset bytes are streamed from
-the file, never decoded), so forwarding costs little CPU and no memory per instance.
+Files are sent as stored (pynetdicom's chunked send: the dataset bytes go from the file
+to the socket with ``sendfile``, never decoded, see :mod:`dicom_nodes.event_driven`), so
+forwarding costs little CPU and no memory per instance. The C-STORE shortcuts of
+:mod:`dicom_nodes.dimse_shortcuts` are installed by the first StoreSCU of a process, so a
+process that only forwards (``--role worker``) takes the same path as ``serve``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import _config
 from pynetdicom.association import Association
 
+from dicom_nodes import dimse_shortcuts
 from dicom_nodes.event_driven import EventDrivenAE
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ class StoreSCU:
         timeout_s: float = 30.0,
         idle_close_s: float = 15.0,
     ) -> None:
+        dimse_shortcuts.apply()
         self.calling_ae = calling_ae
         self.host = host
         self.port = port

@@ -20,7 +20,7 @@ from dicom_nodes.dimse_shortcuts import (
     FileMeta,
     decode_store_response,
     file_meta_bytes,
-    file_pdvs,
+    file_slices,
     store_request_command,
     store_response_command,
 )
@@ -106,7 +106,12 @@ def test_store_request_pdvs_match_pynetdicom(
     ]
     command = store_request_command(primitive)
     assert command is not None
-    assert [b"\x03" + command, *file_pdvs(path, 132, max_pdu)] == expected
+    slices = file_slices(path, 132, max_pdu)
+    try:
+        assert [b"\x03" + command, *(piece.data() for piece in slices)] == expected
+        assert [piece.last for piece in slices] == [False] * (len(slices) - 1) + [True]
+    finally:
+        slices[0].file.close()
 
 
 @given(sent=store_responses)
