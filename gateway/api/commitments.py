@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,8 @@ router = APIRouter(prefix="/api/commitments", tags=["storage commitment"])
 
 
 class CommitmentSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     transaction_uid: str
     calling_ae: str
     state: str = Field(description="WAITING, REPORTING, REPORTED or UNDELIVERED")
@@ -42,6 +44,8 @@ class CommitmentPage(BaseModel):
 
 
 class CommitmentInstance(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     sop_class_uid: str
     sop_instance_uid: str
     state: str = Field(description="PENDING, COMMITTED or FAILED")
@@ -51,10 +55,6 @@ class CommitmentInstance(BaseModel):
 
 class CommitmentDetail(CommitmentSummary):
     references: list[CommitmentInstance]
-
-
-def _summary(row: CommitmentRequest) -> dict[str, object]:
-    return {name: getattr(row, name) for name in CommitmentSummary.model_fields}
 
 
 @router.get("", response_model=CommitmentPage)
@@ -81,7 +81,7 @@ def list_commitments(
         total=total,
         offset=offset,
         limit=limit,
-        items=[CommitmentSummary.model_validate(_summary(r)) for r in rows],
+        items=[CommitmentSummary.model_validate(r) for r in rows],
     )
 
 
@@ -102,18 +102,7 @@ def get_commitment(
         .where(CommitmentItem.request_pk == row.id)
         .order_by(CommitmentItem.id)
     )
-    return CommitmentDetail.model_validate(
-        {
-            **_summary(row),
-            "references": [
-                CommitmentInstance(
-                    sop_class_uid=i.sop_class_uid,
-                    sop_instance_uid=i.sop_instance_uid,
-                    state=i.state,
-                    failure_reason=i.failure_reason,
-                    decided_at=i.decided_at,
-                )
-                for i in items
-            ],
-        }
+    return CommitmentDetail(
+        **CommitmentSummary.model_validate(row).model_dump(),
+        references=[CommitmentInstance.model_validate(i) for i in items],
     )

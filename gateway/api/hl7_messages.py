@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,11 @@ from hl7.parse import parse
 router = APIRouter(prefix="/api/hl7/messages", tags=["hl7"])
 
 
-class MessageOut(BaseModel):
+class MessageMeta(BaseModel):
+    """The stored columns shown as they are."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     received_at: datetime
     sender: str
@@ -32,6 +36,12 @@ class MessageOut(BaseModel):
     ack_code: str
     error: str
     repeats: int
+
+
+class MessageOut(MessageMeta):
+    # built by _out only: raw and ack are bytes on the row, decoded (or masked) here
+    model_config = ConfigDict(from_attributes=False)
+
     raw: str
     parsed: list[list[str]] | None
     ack: str
@@ -63,31 +73,17 @@ def _parsed(raw: bytes) -> list[list[str]] | None:
 
 
 def _out(row: HL7MessageRow, mask: bool = False) -> MessageOut:
+    meta = MessageMeta.model_validate(row).model_dump()
     if mask:  # roles that do not need patient data see the message structure only
         raw = mask_hl7(_text(row.raw))
         return MessageOut(
-            **_meta(row), raw=raw, parsed=[seg.split("|") for seg in raw.split("\n")], ack=""
+            **meta, raw=raw, parsed=[seg.split("|") for seg in raw.split("\n")], ack=""
         )
     return MessageOut(
-        **_meta(row),
+        **meta,
         raw=_text(row.raw),
         parsed=_parsed(row.raw),
         ack=_text(row.ack),
-    )
-
-
-def _meta(row: HL7MessageRow) -> dict[str, Any]:
-    return dict(
-        id=row.id,
-        received_at=row.received_at,
-        sender=row.sender,
-        control_id=row.control_id,
-        message_type=row.message_type,
-        peer=row.peer,
-        status=row.status,
-        ack_code=row.ack_code,
-        error=row.error,
-        repeats=row.repeats,
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,8 @@ router = APIRouter(prefix="/api/queue", tags=["queue"])
 
 
 class DeadJob(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     kind: str
     ref: str
@@ -62,21 +64,7 @@ def status(session: Session, dead_limit: int = 100) -> QueueStatus:
         .order_by(Job.updated_at.desc())
         .limit(dead_limit)
     )
-    return QueueStatus(
-        counts=counts,
-        dead=[
-            DeadJob(
-                id=j.id,
-                kind=j.kind,
-                ref=j.ref,
-                destination=j.destination,
-                attempts=j.attempts,
-                last_error=j.last_error,
-                updated_at=j.updated_at,
-            )
-            for j in dead
-        ],
-    )
+    return QueueStatus(counts=counts, dead=[DeadJob.model_validate(j) for j in dead])
 
 
 @router.post("/retry", response_model=RetryResult)
