@@ -3,6 +3,7 @@
 
 (a) and (b) take turns for ``--rounds`` rounds (3 by default; a new study each time), so
 a drift of this shared machine's speed falls on both; single runs here drift by a third.
+A 20-instance study through each path first warms both up (not timed).
 Prints one JSON line: ``direct_s`` and ``gateway_s`` (medians of the rounds), ``ratio``
 (gateway_s / direct_s) and every round's figures.
 Usage: .venv/bin/python -m bench.forward [--instances N] [--rounds R]
@@ -25,6 +26,8 @@ from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
+
+WARM_UP = 20
 
 
 def _count(orthanc: LocalOrthanc) -> int:
@@ -139,6 +142,8 @@ def main() -> None:
         )
         for r in range(args.rounds)
     ]
+    _, warm_direct = make_ct_study(work / "warm-direct", WARM_UP, accession="WARMD")
+    _, warm_gw = make_ct_study(work / "warm-gw", WARM_UP, accession="WARMG")
 
     def orthanc(name: str) -> LocalOrthanc:
         server = LocalOrthanc(
@@ -169,12 +174,18 @@ def main() -> None:
     receive_s: list[float] = []
     try:
         gw.start()
+        # A small study through each path first (not timed): first associations, lazy
+        # imports and cold caches on both sides.
+        _round(direct, direct.config.dicom_port, "ORTHANC", warm_direct, WARM_UP)
+        _round(pacs, gw.dicom_port, "RISGATE", warm_gw, WARM_UP)
         # Direct and through the gateway take turns, so drifts of the machine's speed
         # fall on both sides alike.
         for r, (direct_files, gw_files) in enumerate(studies):
-            direct_s.append(_round(direct, direct.config.dicom_port, "ORTHANC", direct_files,
-                                   n * (r + 1))[0])  # fmt: skip
-            total, send = _round(pacs, gw.dicom_port, "RISGATE", gw_files, n * (r + 1))
+            expected = WARM_UP + n * (r + 1)
+            direct_s.append(
+                _round(direct, direct.config.dicom_port, "ORTHANC", direct_files, expected)[0]
+            )
+            total, send = _round(pacs, gw.dicom_port, "RISGATE", gw_files, expected)
             gateway_s.append(total)
             receive_s.append(send)
     finally:
