@@ -23,7 +23,9 @@ release/abort checks still run, at most that much later.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import queue
 import select
 import socket
 import ssl
@@ -51,6 +53,8 @@ from dicom_nodes.dimse_shortcuts import (
     store_response_command,
 )
 from dicom_nodes.writeback import start_writeback
+
+log = logging.getLogger(__name__)
 
 # Events whose handlers expect pynetdicom's own encoding path (PDU objects, bytes sent).
 _SENT_EVENTS = (evt.EVT_DIMSE_SENT, evt.EVT_PDU_SENT, evt.EVT_DATA_SENT)
@@ -186,10 +190,38 @@ class BulkReadSocket(AssociationSocket):
         return buffer
 
 
+class _InlineStoreQueue(queue.Queue[Any]):
+    """The DIMSE message queue of an accepted association: a complete C-STORE request is
+    served at once on the DUL thread that decoded it, instead of waking the association
+    reactor to serve it and the DUL again to send the answer (two thread hand-offs per
+    instance on the path the modality waits for). Other messages queue as usual."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__()
+        self._assoc = assoc
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        context_id, primitive = item
+        if type(primitive) is C_STORE and primitive.MessageIDBeingRespondedTo is None:
+            try:
+                self._assoc._serve_request(primitive, context_id)
+            except Exception:  # the storage service answers handler failures itself
+                log.exception("C-STORE request could not be served")
+            return
+        super().put(item, block, timeout)
+
+
 class WaitingDIMSE(DIMSEServiceProvider):
     """The reactor's non-blocking look at the message queue waits a little instead;
     C-STORE requests (streamed from a file) and responses are encoded directly, and
-    C-STORE responses decoded directly (:mod:`dicom_nodes.dimse_shortcuts`)."""
+    C-STORE responses decoded directly (:mod:`dicom_nodes.dimse_shortcuts`). On accepted
+    associations C-STORE requests are served on the DUL thread (:class:`_InlineStoreQueue`).
+    """
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        if assoc.is_acceptor:
+            self.msg_queue = _InlineStoreQueue(assoc)
 
     def receive_primitive(self, primitive: Any) -> None:
         pdvs = primitive.presentation_data_value_list
