@@ -42,6 +42,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AddressInformation, AssociationSocket, RequestHandler
 
@@ -75,6 +76,8 @@ class WakeableDUL(DULServiceProvider):
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poller: select.poll | None = None
+        self._send_lock = threading.Lock()
+        self._queued_pdata = 0  # queued P-DATA primitives not yet sent
 
     def _wake(self) -> None:
         with self._wake_lock:
@@ -84,10 +87,32 @@ class WakeableDUL(DULServiceProvider):
                 os.write(self._wake_w, b"\0")
 
     def send_pdu(self, primitive: Any) -> None:
+        if isinstance(primitive, P_DATA):
+            with self._send_lock:
+                self._queued_pdata += 1
         super().send_pdu(primitive)
         self._wake()
 
     def _send(self, pdu: Any) -> None:
+        """The state machine's sends (queued primitives, its own PDUs), one whole PDU at a
+        time with :meth:`send_now`'s."""
+        with self._send_lock:
+            self._write(pdu)
+            if isinstance(pdu, P_DATA_TF):  # DT-1: a queued P-DATA has left
+                self._queued_pdata -= 1
+
+    def send_now(self, primitive: P_DATA) -> bool:
+        """Send a P-DATA primitive from the calling thread, as DT-1 would, when the
+        association is established and no queued P-DATA is still to leave (so nothing is
+        overtaken); False (nothing sent) otherwise, and the caller queues it. Saves a
+        wake-up of the DUL thread per PDU on the path the peer waits for."""
+        with self._send_lock:
+            if self._queued_pdata or self.state_machine.current_state != "Sta6":
+                return False
+            self._write(P_DATA_TF(primitive))
+        return True
+
+    def _write(self, pdu: Any) -> None:
         items = getattr(pdu, "presentation_data_value_items", None)
         if items is not None and len(items) == 1:
             value = items[0].presentation_data_value
@@ -261,9 +286,15 @@ class WaitingDIMSE(DIMSEServiceProvider):
                     # A FileSlice stands in for the PDV's bytes until WakeableDUL._send.
                     pdata = P_DATA()
                     pdata.presentation_data_value_list.append((context_id, value))
-                    self.dul.send_pdu(pdata)
+                    self._send_pdata(pdata)
                 return
         super().send_msg(primitive, context_id)
+
+    def _send_pdata(self, pdata: P_DATA) -> None:
+        """Straight to the socket when the DUL allows it, else through its queue."""
+        dul = self.dul
+        if not (isinstance(dul, WakeableDUL) and dul.send_now(pdata)):
+            dul.send_pdu(pdata)
 
     def get_msg(self, block: bool = False) -> Any:
         if block:
