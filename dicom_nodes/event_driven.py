@@ -7,11 +7,19 @@ milliseconds per instance go to sleeping, and idle associations burn CPU. Here:
 
 * the DUL blocks in ``poll`` on its socket and on a wake-up pipe, written whenever a
   primitive is queued for sending or the thread is told to stop;
-* the reactor blocks on its DIMSE message queue;
-* a C-STORE request's dataset goes out from its file: each P-DATA-TF carries a
-  :class:`~dicom_nodes.dimse_shortcuts.FileSlice` that the DUL sends as 12 header bytes
-  and ``sendfile`` (no read into Python, no PDU encoding; about 1 ms of the forwarding
-  process's CPU less per 0.5 MB instance).
+* the reactor blocks on its DIMSE message queue.
+
+On the C-STORE path, where every wake-up of another thread costs latency and CPU:
+
+* an accepted association serves a C-STORE request on the DUL thread that decoded it
+  (:class:`_InlineStoreQueue`), not on the reactor;
+* C-STORE P-DATA are written to the socket by the thread that makes them when no queued
+  P-DATA is still to leave (:meth:`WakeableDUL.send_now`), not handed to the DUL thread;
+* a forwarded dataset goes out from its file: each P-DATA-TF carries a
+  :class:`~dicom_nodes.dimse_shortcuts.FileSlice`, sent as 12 header bytes and
+  ``sendfile`` (no read into Python, no PDU encoding);
+* a received dataset is queued for writeback after each fragment
+  (:mod:`dicom_nodes.writeback`), so the store's fsync waits for the tail only.
 
 Used for the associations the gateway accepts (:class:`EventDrivenRequestHandler`) and
 for those it requests to send instances (:class:`EventDrivenAE`).
@@ -283,7 +291,7 @@ class WaitingDIMSE(DIMSEServiceProvider):
                     pdvs = file_slices(path, offset, limit)
                 values: list[Any] = [b"\x03" + command, *pdvs]
                 for value in values:
-                    # A FileSlice stands in for the PDV's bytes until WakeableDUL._send.
+                    # A FileSlice stands in for the PDV's bytes until WakeableDUL._write.
                     pdata = P_DATA()
                     pdata.presentation_data_value_list.append((context_id, value))
                     self._send_pdata(pdata)
