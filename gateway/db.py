@@ -136,11 +136,9 @@ class Database:
             cursor.execute(sql, tuple(params))
             row = cursor.fetchone()
             cursor.close()
-            if not is_sqlite(self.engine):
-                conn.rollback()
             return tuple(row) if row is not None else None
         finally:
-            conn.close()
+            conn.close()  # back to the pool, which rolls back PostgreSQL's read
 
     def pinned(self) -> PinnedSession:
         """A session on a connection of its own, for a hot path (see PinnedSession)."""
