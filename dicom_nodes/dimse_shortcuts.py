@@ -198,10 +198,6 @@ class FileSlice(NamedTuple):
     length: int
     last: bool
 
-    def data(self) -> bytes:
-        """The PDV's value as pynetdicom would send it (control header included)."""
-        return bytes((self.control,)) + os.pread(self.file.fileno(), self.length, self.offset)
-
 
 def file_slices(path: Path, offset: int, max_pdu: int) -> list[FileSlice]:
     """The dataset PDVs of a file from ``offset``, cut as pynetdicom's ``encode_msg``
@@ -240,7 +236,8 @@ _SET_UID = utils.set_uid
 
 
 def apply() -> None:
-    """Install the shortcuts (idempotent; for processes that run the DICOM node)."""
+    """Install the shortcuts (idempotent; for processes that run the DICOM node or
+    forward with :class:`~dicom_nodes.storescu.StoreSCU`)."""
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     _config.LOG_HANDLER_LEVEL = "none"
     # Only decode_msg's streamed-dataset branch uses these two names in that module.

@@ -1,8 +1,9 @@
 """Association server sockets: TCP_NODELAY on every connection, SO_REUSEPORT to share a port.
 
 Measured here: without TCP_NODELAY each C-STORE response stalls about 45 ms (Nagle and
-delayed ACK). SO_REUSEPORT lets several receiver processes accept on one port, which is
-how the DICOM role scales past one CPU core. A TLS server wraps each connection without
+delayed ACK). Plain connections reach other receiver processes by hand-off from the main
+process (:mod:`dicom_nodes.dispatch`); SO_REUSEPORT still lets every process accept on the
+TLS port. A TLS server wraps each connection without
 handshaking in the acceptor thread (the association's thread does it on first read).
 Associations share the server's supported contexts instead of deep-copying them.
 """

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.fastsql import for_driver
 from gateway.settings import Settings
 
 
@@ -131,9 +132,7 @@ class Database:
         conn = self.engine.raw_connection()
         try:
             cursor = conn.cursor()
-            if not is_sqlite(self.engine):
-                sql = sql.replace("?", "%s")
-            cursor.execute(sql, tuple(params))
+            cursor.execute(for_driver(sql, not is_sqlite(self.engine)), tuple(params))
             row = cursor.fetchone()
             cursor.close()
             return tuple(row) if row is not None else None

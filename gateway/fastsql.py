@@ -21,6 +21,11 @@ from gateway.models import utcnow
 Row = tuple[Any, ...]
 
 
+def for_driver(sql: str, pg: bool) -> str:
+    """``?`` placeholders as the driver wants them (``%s`` for psycopg)."""
+    return sql.replace("?", "%s") if pg else sql
+
+
 class Conflict(Exception):
     """A unique constraint refused the statement (the transaction must be rolled back)."""
 
@@ -43,7 +48,7 @@ class FastSQL:
             return sql
         out = self._cache.get(sql)
         if out is None:
-            out = self._cache[sql] = sql.replace("?", "%s")
+            out = self._cache[sql] = for_driver(sql, True)
         return out
 
     def now(self) -> Any:

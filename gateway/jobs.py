@@ -85,8 +85,8 @@ def claim(
     instance); on PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``.
     """
     sql = FastSQL(session)
-    now = sql.now()
-    lease_end = sql.stamp(utcnow() + timedelta(seconds=lease_s))
+    start = utcnow()
+    now, lease_end = sql.stamp(start), sql.stamp(start + timedelta(seconds=lease_s))
     where = f"kind IN ({', '.join('?' * len(kinds))}) AND state IN (?, ?) AND next_attempt_at <= ?"
     params: list[object] = [*kinds, JobState.PENDING, JobState.RUNNING, now]
     if destination is not None:

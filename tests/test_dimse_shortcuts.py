@@ -4,6 +4,7 @@ pydicom's and pynetdicom's, byte for byte."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from dicom_nodes.dimse_shortcuts import (
     FileMeta,
+    FileSlice,
     decode_store_response,
     file_meta_bytes,
     file_slices,
@@ -28,6 +30,11 @@ from dicom_nodes.dimse_shortcuts import (
 component = st.one_of(st.just("0"), st.from_regex(r"[1-9][0-9]{0,9}", fullmatch=True))
 PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
 uids = st.lists(component, min_size=2, max_size=8).map(".".join).filter(lambda u: len(u) <= 64)
+
+
+def _pdv_value(piece: FileSlice) -> bytes:
+    """A slice's PDV value as pynetdicom sends it (control header included)."""
+    return bytes((piece.control,)) + os.pread(piece.file.fileno(), piece.length, piece.offset)
 
 
 def _store_response(
@@ -108,7 +115,7 @@ def test_store_request_pdvs_match_pynetdicom(
     assert command is not None
     slices = file_slices(path, 132, max_pdu)
     try:
-        assert [b"\x03" + command, *(piece.data() for piece in slices)] == expected
+        assert [b"\x03" + command, *map(_pdv_value, slices)] == expected
         assert [piece.last for piece in slices] == [False] * (len(slices) - 1) + [True]
     finally:
         slices[0].file.close()
