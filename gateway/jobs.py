@@ -3,6 +3,13 @@
 A claimed job gets a lease (its ``next_attempt_at`` moves to the lease end); a worker
 killed mid-job leaves it RUNNING and it is claimed again once the lease runs out.
 On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several processes share the queue.
+
+No event is lost to a running job: an enqueue while the job is RUNNING sets its
+``rerun`` flag (the run may have read its data before the event's transaction), and
+the end of that run (``finish``, or ``fail`` at its last attempt) puts it back to
+PENDING with fresh attempts instead of DONE or DEAD. A claim clears the flag, since
+the run it starts sees every event committed before it; so does a retry or a release,
+which run the job again anyway. An enqueue while PENDING (or HELD) changes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.fastsql import FastSQL
@@ -26,8 +33,13 @@ def enqueue(
     ref: str,
     destination: str = "",
 ) -> None:
-    """Add a job, or put a finished one back to PENDING (idempotent per key)."""
+    """Add a job, put a finished one back to PENDING, or mark a running one for a rerun.
+
+    Idempotent per key: a PENDING or HELD job stays as it is.
+    """
     now = utcnow()
+    table = Job.__table__.c
+    running = table.state == JobState.RUNNING
     stmt = insert_for(session, Job.__table__).values(
         kind=kind,
         ref=ref,
@@ -42,12 +54,13 @@ def enqueue(
     stmt = stmt.on_conflict_do_update(
         index_elements=["kind", "ref", "destination"],
         set_={
-            "state": JobState.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
+            "state": case((running, table.state), else_=JobState.PENDING),
+            "attempts": case((running, table.attempts), else_=0),
+            "next_attempt_at": case((running, table.next_attempt_at), else_=now),
+            "rerun": running,
             "updated_at": now,
         },
-        where=Job.__table__.c.state.in_([JobState.DONE, JobState.DEAD]),
+        where=table.state.in_([JobState.DONE, JobState.DEAD, JobState.RUNNING]),
     )
     session.execute(stmt)
 
@@ -81,6 +94,8 @@ def claim(
 ) -> list[Claimed]:
     """Claim due jobs of ``kinds``: PENDING ones and RUNNING ones whose lease ran out.
 
+    A claim clears ``rerun``: the run starts after every event committed so far.
+
     One ``UPDATE ... RETURNING`` in plain SQL (the senders claim after every stored
     instance); on PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``.
     """
@@ -94,20 +109,29 @@ def claim(
         params.append(destination)
     lock = " FOR UPDATE SKIP LOCKED" if sql.pg else ""
     rows = sql.rows(
-        "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?"
-        f" WHERE id IN (SELECT id FROM jobs WHERE {where}"
+        "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?,"
+        f" rerun = ? WHERE id IN (SELECT id FROM jobs WHERE {where}"
         f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING id, ref",
-        [JobState.RUNNING, lease_end, now, *params, limit],
+        [JobState.RUNNING, lease_end, now, False, *params, limit],
     )
     return [Claimed(int(pk), str(ref)) for pk, ref in rows]
 
 
 def finish(session: Session, job_ids: Sequence[int]) -> None:
+    """Mark jobs DONE; one enqueued again during its run goes back to PENDING instead."""
     if job_ids:
+        now = utcnow()
         session.execute(
             update(Job)
             .where(Job.id.in_(job_ids))
-            .values(state=JobState.DONE, last_error="", updated_at=utcnow())
+            .values(
+                state=case((Job.rerun, JobState.PENDING), else_=JobState.DONE),
+                attempts=case((Job.rerun, 0), else_=Job.attempts),
+                next_attempt_at=case((Job.rerun, now), else_=Job.next_attempt_at),
+                rerun=False,
+                last_error="",
+                updated_at=now,
+            )
         )
 
 
@@ -129,13 +153,19 @@ def fail(
     """Record a failed attempt: retry later with backoff, or bury as DEAD.
 
     ``max_attempts=None`` never buries: the job retries at most every ``cap_s`` for good.
+    A job enqueued again during its last attempt is not buried: the new event gets
+    attempts of its own, as an enqueue after DEAD would give it.
     """
     now = utcnow()
     for job in session.scalars(select(Job).where(Job.id.in_(job_ids))):
         job.last_error = error[:2000]
         job.updated_at = now
+        rerun, job.rerun = job.rerun, False
         if max_attempts is not None and job.attempts >= max_attempts:
-            job.state = JobState.DEAD
+            if rerun:
+                job.state, job.attempts, job.next_attempt_at = JobState.PENDING, 0, now
+            else:
+                job.state = JobState.DEAD
         else:
             job.state = JobState.PENDING
             job.next_attempt_at = now + timedelta(seconds=backoff_s(job.attempts, base_s, cap_s))
@@ -153,6 +183,7 @@ def release(session: Session, job_ids: Sequence[int], *, delay_s: float = 0.0) -
                 if session.get_bind().dialect.name == "sqlite"
                 else func.greatest(Job.attempts - 1, 0),
                 next_attempt_at=utcnow() + timedelta(seconds=delay_s),
+                rerun=False,
             )
         )
 
