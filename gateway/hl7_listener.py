@@ -4,7 +4,10 @@ One transaction holds the message row (raw bytes, ACK) and the orders/patient ch
 an AA is sent only once both are committed. An application error rolls the changes back
 and stores the message with its AE; a message that cannot be stored gets an AE and no
 row. A repeated MSH-10 from the same sender (MSH-3 + MSH-4) is answered with the ACK
-stored the first time and changes nothing. Logs name message types and outcomes only.
+stored the first time and changes nothing. A message over ``hl7.max_message_bytes`` is
+answered AR and stored as a REJECTED row holding its first ``hl7.max_message_bytes``
+bytes, its full size in the error text and no dedup key (a resend after the limit was
+raised is processed). Logs name message types and outcomes only.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from gateway.settings import Settings
 from gateway.tls import hl7_server_context
 from hl7.ack import build_ack
 from hl7.errors import APPLICATION_INTERNAL_ERROR, HL7Error
-from hl7.inbound import Inbound, receive
+from hl7.inbound import Inbound, receive, receive_oversize
 from hl7.message import Message
 from hl7.mllp_server import MLLPServer
 from hl7.parse import parse_header
@@ -92,6 +95,16 @@ class HL7Handler:
             except Exception:  # an ACK addressed from the message failed: a bare one
                 return build_ack(None, "AE", error)
         return ack
+
+    def handle_oversize(self, prefix: bytes, size: int, peer: str) -> bytes:
+        """AR for a message over the limit, stored with its kept start (see module doc)."""
+        inbound = receive_oversize(prefix, size, self.settings.hl7.max_message_bytes)
+        assert inbound.error is not None
+        try:
+            return self._store_refused(inbound, inbound.message, None, peer, inbound.error)
+        except Exception as exc:
+            log.error("oversize HL7 message could not be stored (%s): AR sent", type(exc).__name__)
+            return inbound.ack()
 
     def _store(self, inbound: Inbound, header: Message | None, key: str | None, peer: str) -> bytes:
         """Store (and apply); one retry when a concurrent message took a key first."""
@@ -244,12 +257,25 @@ class HL7Listener:
         """The bound port (useful when configured with port 0)."""
         return self._server.port if self._server is not None else self.settings.hl7.port
 
+    @property
+    def server(self) -> MLLPServer | None:
+        """The running MLLP server (its counters), None before start."""
+        return self._server
+
     async def _handle(self, raw: bytes, peer: str) -> bytes:
         if self._inline:
             # SQLite has one writer at a time: a thread hop per message only adds latency.
             return self.handler.handle(raw, peer)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.handler.handle, raw, peer)
+
+    async def _handle_oversize(self, prefix: bytes, size: int, peer: str) -> bytes:
+        if self._inline:
+            return self.handler.handle_oversize(prefix, size, peer)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self.handler.handle_oversize, prefix, size, peer
+        )
 
     async def _purge_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -270,6 +296,7 @@ class HL7Listener:
             max_message_bytes=cfg.max_message_bytes,
             idle_timeout_s=cfg.idle_timeout_s,
             ssl_context=hl7_server_context(cfg),
+            oversize_handler=self._handle_oversize,
         )
         self._stopped = asyncio.Event()
         try:

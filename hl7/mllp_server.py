@@ -10,11 +10,14 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
-from hl7.mllp import DEFAULT_MAX_MESSAGE_BYTES, FrameDecoder, FrameTooLargeError, encode_frame
+from hl7.inbound import receive_oversize
+from hl7.mllp import DEFAULT_MAX_MESSAGE_BYTES, Frame, FrameDecoder, encode_frame
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[bytes, str], Awaitable[bytes]]
+# (kept start of the message, its full size, peer) -> ACK
+OversizeHandler = Callable[[bytes, int, str], Awaitable[bytes]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 READ_CHUNK = 65536
@@ -44,9 +47,14 @@ class MLLPServer:
     Each connection is served by its own task; messages of one connection are
     handled strictly in order, the next one read only after the ACK was written.
     Peers outside ``allowed_sources`` (empty = any) are closed at connect. A frame
-    over ``max_message_bytes`` closes the connection without an answer, and so does
-    a handler exception (logged without message content) or ``idle_timeout_s``
-    seconds without data. An empty ACK from the handler means "send nothing".
+    over ``max_message_bytes`` is read to its end keeping only its first
+    ``max_message_bytes`` (memory stays bounded) and answered by ``oversize_handler``
+    (default: the AR of :func:`hl7.inbound.receive_oversize`); the connection stays
+    open. Junk outside frames and frames abandoned by a new start block are dropped
+    (see :mod:`hl7.mllp`) and counted in one log line when the connection ends. A
+    handler exception (logged without message content) closes the connection, and
+    so do ``idle_timeout_s`` seconds without data, or a frame not ended within
+    ``idle_timeout_s`` of its start block. An empty ACK means "send nothing".
     With ``ssl_context`` every connection is TLS (MLLP over TLS, IHE ITI TF-2 "Secure
     Node"); a failed handshake closes the connection before the handler sees anything.
     """
@@ -60,11 +68,15 @@ class MLLPServer:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         idle_timeout_s: float = 300.0,
         ssl_context: ssl.SSLContext | None = None,
+        oversize_handler: OversizeHandler | None = None,
     ) -> None:
         self.host = host
         self.ssl_context = ssl_context
         self._requested_port = port
         self.handler = handler
+        self.oversize_handler = oversize_handler or self._refuse_oversize
+        # The most payload bytes a connection's decoder held (besides one READ_CHUNK read).
+        self.peak_frame_bytes = 0
         self.allowed = parse_allowed_sources(allowed_sources)
         self.max_message_bytes = max_message_bytes
         self.idle_timeout_s = idle_timeout_s
@@ -145,33 +157,67 @@ class MLLPServer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         decoder = FrameDecoder(self.max_message_bytes)
+        try:
+            await self._read_frames(decoder, reader, writer, peer_ip)
+        finally:
+            self.peak_frame_bytes = max(self.peak_frame_bytes, decoder.peak)
+            if decoder.junk_bytes or decoder.abandoned_frames:
+                logger.warning(
+                    "MLLP connection from %s: %d bytes outside frames and %d frames"
+                    " without an end block discarded",
+                    peer_ip,
+                    decoder.junk_bytes,
+                    decoder.abandoned_frames,
+                )
+
+    async def _read_frames(
+        self,
+        decoder: FrameDecoder,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer_ip: str,
+    ) -> None:
+        """Read and answer frames until the peer leaves, times out or a handler fails."""
+        loop = asyncio.get_running_loop()
+        frame_number, frame_since = 0, 0.0
         while True:
+            deadline = loop.time() + self.idle_timeout_s
+            if decoder.in_frame:
+                if decoder.frames_started != frame_number:
+                    frame_number, frame_since = decoder.frames_started, loop.time()
+                deadline = min(deadline, frame_since + self.idle_timeout_s)
             try:
-                async with asyncio.timeout(self.idle_timeout_s):
+                async with asyncio.timeout_at(deadline):
                     data = await reader.read(READ_CHUNK)
             except TimeoutError:
-                logger.info("MLLP connection from %s closed after idle timeout", peer_ip)
+                state = "inside a frame" if decoder.in_frame else "idle"
+                logger.info("MLLP connection from %s closed: timeout %s", peer_ip, state)
                 return
             except ConnectionError:
                 return
             if not data:
                 return
-            try:
-                for payload in decoder.feed(data):
-                    if not await self._answer(payload, peer_ip, writer):
-                        return
-            except FrameTooLargeError:
-                logger.warning(
-                    "MLLP frame from %s over %d bytes: connection closed",
-                    peer_ip,
-                    self.max_message_bytes,
-                )
-                return
+            for frame in decoder.frames(data):
+                if not await self._answer(frame, peer_ip, writer):
+                    return
+            self.peak_frame_bytes = max(self.peak_frame_bytes, decoder.peak)
 
-    async def _answer(self, payload: bytes, peer_ip: str, writer: asyncio.StreamWriter) -> bool:
+    async def _refuse_oversize(self, prefix: bytes, size: int, peer_ip: str) -> bytes:
+        return receive_oversize(prefix, size, self.max_message_bytes).ack()
+
+    async def _answer(self, frame: Frame, peer_ip: str, writer: asyncio.StreamWriter) -> bool:
         """Run the handler and write its ACK; False when the connection must close."""
         try:
-            ack = await self.handler(payload, peer_ip)
+            if frame.truncated:
+                logger.warning(
+                    "MLLP frame from %s of %d bytes over %d: refused",
+                    peer_ip,
+                    frame.size,
+                    self.max_message_bytes,
+                )
+                ack = await self.oversize_handler(frame.payload, frame.size, peer_ip)
+            else:
+                ack = await self.handler(frame.payload, peer_ip)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

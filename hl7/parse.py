@@ -194,3 +194,19 @@ def parse_header(raw: bytes | str) -> Message | None:
         delims = Delimiters(fsep, "\x01", "\x02", "\x03", "\x04")
     fields.insert(1, fsep)
     return Message([Segment(fields, delims, "utf-8")], delims, "utf-8", "")
+
+
+def complete_header(raw: bytes) -> Message | None:
+    """The MSH of a message cut short, when its MSH segment is whole within ``raw``.
+
+    Parsed from that one segment (MSH first, after the junk :func:`parse` skips, and
+    followed by a segment terminator); None otherwise, so that no field cut in the
+    middle, such as MSH-10, is ever echoed. Never raises.
+    """
+    start = len(raw) - len(raw.lstrip(_LEADING_JUNK))
+    if not raw.startswith(b"MSH", start):
+        return None
+    ends = [pos for pos in (raw.find(b"\r", start), raw.find(b"\n", start)) if pos >= 0]
+    if not ends:
+        return None
+    return parse_header(raw[start : min(ends)])

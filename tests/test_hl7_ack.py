@@ -6,11 +6,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hl7.ack import build_ack
 from hl7.errors import HL7Error
+from hl7.inbound import receive_oversize
 from hl7.interpret import interpret
-from hl7.parse import parse
+from hl7.parse import complete_header, parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7"
 NOW = datetime(2024, 3, 15, 9, 0, 0)
@@ -119,3 +122,37 @@ def test_ack_text_is_escaped() -> None:
     msg = parse(load("orm_o01_v25.hl7"))
     ack = parse(build_ack(msg, "AE", text="a|b^c"))
     assert ack.get("MSA-3") == "a|b^c"
+
+
+def test_oversize_ar_echoes_the_whole_msh_of_the_kept_start() -> None:
+    raw = load("orm_o01_v25.hl7")
+    inbound = receive_oversize(raw[: raw.index(b"\r") + 20], 5_000_000, 1_048_576)
+    assert inbound.truncated and not inbound.accepted
+    ack = parse(inbound.ack(), versions=None)
+    assert ack.get("MSA-1") == "AR" and ack.get("MSA-2") == "MSG0002"
+    assert ack.get("MSH-5") == "HIS" and ack.version == "2.5"
+    assert ack.get("ERR-3") == "207" and ack.get("ERR-4") == "E"
+    assert (
+        ack.get("ERR-8") == "message of 5000000 bytes exceeds the receiver's limit of 1048576 bytes"
+    )
+
+
+def test_oversize_ar_v23_reports_in_err1_and_msa3() -> None:
+    raw = load("orm_o01_v25.hl7").replace(b"|2.5|", b"|2.3|", 1)
+    ack = parse(receive_oversize(raw, len(raw) * 2, len(raw)).ack(), versions=None)
+    assert ack.version == "2.3" and ack.get("MSA-1") == "AR"
+    assert ack.get("ERR-1-4") == "207" and "exceeds" in ack.get("MSA-3")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 400), st.binary(max_size=8))
+def test_oversize_echoes_msh_10_only_from_a_whole_msh(cut: int, lead: bytes) -> None:
+    """Cut anywhere: MSA-2 is the true MSH-10 once MSH is whole, else empty."""
+    raw = load("orm_o01_v25.hl7")
+    lead = lead.strip(b"\x0bMSH")
+    prefix = (lead + raw)[:cut]
+    ack = parse(receive_oversize(prefix, len(raw) + 1, max(cut, 1)).ack(), versions=None)
+    whole = complete_header(prefix) is not None
+    assert ack.get("MSA-2") == ("MSG0002" if whole else "")
+    if whole:
+        assert b"\r" in prefix[prefix.index(b"MSH") :]

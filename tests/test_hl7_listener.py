@@ -1,18 +1,24 @@
 """The MLLP role over real sockets, on SQLite and PostgreSQL: store-then-ACK, AE/AR for
 broken messages with nothing half-stored, repeated MSH-10, a store failure answered AE,
-random mutations (hypothesis), and an order surviving a SIGKILL right after its ACK.
+random mutations (hypothesis), an order surviving a SIGKILL right after its ACK, and
+frames over the size limit, garbage and frames that never end, each with a defined answer
+while the connection serves the next message.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import pytest
+from hl7apy.core import Message as HL7apyMessage
+from hl7apy.parser import parse_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
@@ -54,6 +60,10 @@ class Client:
 
     def send(self, payload: bytes) -> bytes:
         self.sock.sendall(encode_frame(payload))
+        return self.next()
+
+    def next(self) -> bytes:
+        """The next frame received."""
         while not self.pending:
             data = self.sock.recv(65536)
             if not data:
@@ -274,18 +284,136 @@ def test_concurrent_connections_same_new_patients(
 
 
 @pytest.mark.integration
-def test_listener_settings_sources_and_size(database: Database, tmp_path: Path) -> None:
-    """Peers outside hl7.allowed_sources, and frames over hl7.max_message_bytes, get no ACK."""
-    for hl7_cfg in ({"allowed_sources": ["10.0.0.0/8"]}, {"max_message_bytes": 1024}):
-        settings = Settings(data_dir=tmp_path, hl7={"port": 0, **hl7_cfg})
-        lst = HL7Listener(database, settings)
-        lst.start()
-        try:
-            client = Client(lst.port)
-            payload = VALID + b"NTE|1||" + b"x" * 2000 + b"\r"
-            with pytest.raises(ConnectionError):
-                client.send(payload)
-            client.close()
-        finally:
-            lst.stop()
+def test_listener_refuses_other_sources(database: Database, tmp_path: Path) -> None:
+    """Peers outside hl7.allowed_sources get no ACK."""
+    settings = Settings(data_dir=tmp_path, hl7={"port": 0, "allowed_sources": ["10.0.0.0/8"]})
+    lst = HL7Listener(database, settings)
+    lst.start()
+    try:
+        client = Client(lst.port)
+        with pytest.raises(ConnectionError):
+            client.send(VALID)
+        client.close()
+    finally:
+        lst.stop()
     assert _messages(database) == []
+
+
+@contextmanager
+def _running(database: Database, tmp_path: Path, **hl7_cfg: object) -> Iterator[HL7Listener]:
+    settings = Settings(data_dir=tmp_path, hl7={"port": 0, **hl7_cfg}, log={"level": "WARNING"})
+    lst = HL7Listener(database, settings)
+    lst.start()
+    try:
+        yield lst
+    finally:
+        lst.stop()
+
+
+def _independent(ack: bytes) -> HL7apyMessage:
+    """The ACK as hl7apy (an independent parser) reads it."""
+    return parse_message(ack.decode("utf-8"), find_groups=False)
+
+
+@pytest.mark.integration
+def test_oversize_message_refused_ar_then_next_one_served_on_the_same_connection(
+    database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2 MB against hl7.max_message_bytes = 1 MB: AR with ERR, stored cut to the limit,
+    the connection kept for the next message; the decoder never held more than the limit
+    (the server reads READ_CHUNK bytes at a time on top of it)."""
+    limit = 1_048_576
+    big = orm("BIG2MB", patient_id="PBIG", name="TRẦN^THỊ BÍCH", placer="PLBIG",
+              accession="ABIG", start=f"{TODAY}080000")  # fmt: skip
+    big += b"NTE|1||" + b"x" * (2 * limit) + b"\r"
+    with caplog.at_level(logging.DEBUG), _running(database, tmp_path) as lst:
+        assert lst.settings.hl7.max_message_bytes == limit
+        client = Client(lst.port)
+        try:
+            first = client.send(big)
+            second = client.send(VALID)
+        finally:
+            client.close()
+        assert lst.server is not None
+        peak = lst.server.peak_frame_bytes
+    ack = _independent(first)
+    assert ack.msa.msa_1.value == "AR"
+    assert ack.msa.msa_2.value == "BIG2MB"
+    assert (ack.msh.msh_5.value, ack.msh.msh_3.value, ack.msh.msh_12.value) == (
+        "HIS",
+        "RISGATE",
+        "2.5",
+    )
+    assert ack.err.err_3.err_3_1.value == "207"
+    assert f"message of {len(big)} bytes exceeds" in ack.err.err_8.value
+    assert ack_code(second) == "AA"
+    rows = _messages(database)
+    assert [(r.control_id, r.status, r.ack_code) for r in rows] == [
+        ("BIG2MB", "REJECTED", "AR"),
+        ("V1", "PROCESSED", "AA"),
+    ]
+    assert rows[0].raw == big[:limit] and str(len(big)) in rows[0].error
+    assert rows[0].dedup_key is None and rows[0].ack == first
+    assert _counts(database) == (1, 1, 1)
+    assert limit // 2 < peak <= limit
+    assert "TRẦN" not in caplog.text and "PBIG" not in caplog.text
+
+
+@pytest.mark.integration
+def test_oversize_without_a_whole_msh_gets_a_bare_ar(database: Database, tmp_path: Path) -> None:
+    """No MSH, or an MSH cut by the limit: AR without MSA-2 (nothing cut is echoed)."""
+    no_msh = b"PID|1||X\r" + b"x" * 3000
+    long_msh = b"MSH|^~\\&|HIS|" + b"F" * 2000 + b"|RIS|R|||ORM^O01|CUT1|P|2.5\r"
+    with _running(database, tmp_path, max_message_bytes=1024) as lst:
+        client = Client(lst.port)
+        try:
+            acks = [client.send(no_msh), client.send(long_msh), client.send(VALID)]
+        finally:
+            client.close()
+    for ack in acks[:2]:
+        parsed = _independent(ack)
+        assert parsed.msa.msa_1.value == "AR" and parsed.msa.msa_2.value == ""
+        assert parsed.err.err_3.err_3_1.value == "207"
+    assert ack_code(acks[2]) == "AA"
+    rows = _messages(database)
+    assert [(r.status, r.control_id, len(r.raw)) for r in rows] == [
+        ("REJECTED", "", 1024),
+        ("REJECTED", "", 1024),
+        ("PROCESSED", "V1", len(VALID)),
+    ]
+
+
+@pytest.mark.integration
+def test_garbage_on_the_wire_connection_survives(database: Database, tmp_path: Path) -> None:
+    """Junk before a start block, a frame abandoned by a new start block, a frame with no
+    MSH followed by bytes that are not CR: AR for the frame that ended, the rest dropped."""
+    no_msh = b"PID|1||GARBAGE"
+    with _running(database, tmp_path) as lst:
+        client = Client(lst.port)
+        try:
+            client.sock.sendall(
+                b"\x00\xff binary junk \r\n" + b"\x0b" + VALID[:50] + b"\x0b" + no_msh
+                + b"\x1c\x00junk after FS" + encode_frame(VALID)
+            )  # fmt: skip
+            first, second = client.next(), client.next()
+        finally:
+            client.close()
+    assert ack_code(first) == "AR"
+    assert _independent(first).msa.msa_1.value == "AR"
+    assert ack_code(second) == "AA"
+    rows = _messages(database)
+    assert [(r.status, bytes(r.raw)) for r in rows] == [("REJECTED", no_msh), ("PROCESSED", VALID)]
+
+
+@pytest.mark.integration
+def test_frame_without_end_closed_at_idle_timeout(database: Database, tmp_path: Path) -> None:
+    with _running(database, tmp_path, idle_timeout_s=0.5) as lst:
+        with socket.create_connection(("127.0.0.1", lst.port), timeout=10) as sock:
+            sock.sendall(b"\x0b" + VALID[:100])
+            assert sock.recv(100) == b""  # closed by the listener, no answer
+        client = Client(lst.port)
+        try:
+            assert ack_code(client.send(VALID)) == "AA"
+        finally:
+            client.close()
+    assert [r.control_id for r in _messages(database)] == ["V1"]

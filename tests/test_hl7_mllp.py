@@ -1,4 +1,5 @@
-"""MLLP framing: encode/decode round trips, split and merged frames, junk, size limit."""
+"""MLLP framing: encode/decode round trips, split and merged frames, junk, size limit;
+oversize frames read to their end in bounded memory, junk and abandoned frames counted."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hl7.mllp import FrameDecoder, FrameTooLargeError, MLLPError, encode_frame
+from hl7.mllp import Frame, FrameDecoder, FrameTooLargeError, MLLPError, encode_frame
 
 MSG = b"MSH|^~\\&|A|B|C|D|20240101||ORM^O01|1|P|2.5\rPID|1||X\r"
 
@@ -94,3 +95,74 @@ def test_decoder_any_chunking_round_trips(messages: list[bytes], data: st.DataOb
         out.extend(dec.feed(stream[start:cut]))
         start = cut
     assert out == messages
+
+
+def test_frames_reads_an_oversize_frame_to_its_end_keeping_its_start() -> None:
+    dec = FrameDecoder(max_size=10)
+    out: list[Frame] = []
+    for chunk in (b"\x0b0123456789", b"abcdef", b"ghij\x1c\r\x0bnext\x1c\r"):
+        out.extend(dec.frames(chunk))
+    assert out == [Frame(b"0123456789", 20), Frame(b"next", 4)]
+    assert [f.truncated for f in out] == [True, False]
+    assert dec.peak == 10
+    assert (dec.junk_bytes, dec.abandoned_frames, dec.pending) == (0, 0, 0)
+
+
+def test_frames_counts_junk_outside_frames_but_not_the_cr_after_an_end_block() -> None:
+    dec = FrameDecoder()
+    stream = b"\x00\xffjunk" + encode_frame(b"one") + b"\x0b" + b"two\x1cXY\r\x1c" + b"\x0b3\x1c"
+    assert [f.payload for f in dec.frames(stream)] == [b"one", b"two", b"3"]
+    assert dec.junk_bytes == len(b"\x00\xffjunk") + len(b"XY\r\x1c")
+
+
+def test_frames_counts_a_frame_abandoned_by_a_new_start_block() -> None:
+    dec = FrameDecoder(max_size=4)
+    frames = list(dec.frames(b"\x0b" + b"x" * 50 + b"\x0bgood\x1c\r"))
+    assert frames == [Frame(b"good", 4)]
+    assert (dec.abandoned_frames, dec.frames_started, dec.peak) == (1, 2, 4)
+
+
+# A stream made of: junk between frames (no <VT>), frames preceded by abandoned starts
+# (<VT> and bytes without <VT>/<FS>), each frame followed by <CR>, nothing, or junk.
+no_blocks = st.binary(max_size=40).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b""))
+junk = st.binary(max_size=40).map(lambda b: b.replace(b"\x0b", b""))
+frame_items = st.tuples(
+    st.lists(no_blocks, max_size=2),  # abandoned starts
+    st.binary(max_size=120).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b"")),
+    st.sampled_from([b"\r", b"", b"\r\n", b"\n", b"X\r"]),
+    junk,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(junk, st.lists(frame_items, max_size=6), st.integers(1, 64), st.data())
+def test_frames_any_chunking_any_junk(
+    lead: bytes,
+    items: list[tuple[list[bytes], bytes, bytes, bytes]],
+    max_size: int,
+    data: st.DataObject,
+) -> None:
+    """Whatever the chunking: every ended frame once, in order, cut to ``max_size`` with
+    its true size; every junk byte and abandoned start counted; never more held."""
+    stream = lead
+    expected: list[Frame] = []
+    expected_junk = len(lead)
+    for abandoned, payload, trailer, after in items:
+        stream += b"".join(b"\x0b" + a for a in abandoned)
+        stream += b"\x0b" + payload + b"\x1c" + trailer + after
+        expected.append(Frame(payload[:max_size], len(payload)))
+        outside = trailer + after
+        expected_junk += len(outside) - (1 if outside.startswith(b"\r") else 0)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    dec = FrameDecoder(max_size)
+    out: list[Frame] = []
+    start = 0
+    for cut in [*cuts, len(stream)]:
+        out.extend(dec.frames(stream[start:cut]))
+        assert dec.pending <= max_size
+        start = cut
+    assert out == expected
+    assert dec.peak <= max_size
+    assert dec.junk_bytes == expected_junk
+    assert dec.abandoned_frames == sum(len(a) for a, _, _, _ in items)
+    assert not dec.in_frame

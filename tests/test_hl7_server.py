@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ import pytest
 from hl7.mllp import FrameDecoder, MLLPError, encode_frame
 from hl7.mllp_client import MLLPConnection, send
 from hl7.mllp_server import MLLPServer, is_allowed, parse_allowed_sources
+from hl7.parse import parse
 
 HOST = "127.0.0.1"
 
@@ -144,24 +146,58 @@ def test_allow_list_refuses_other_sources(caplog: pytest.LogCaptureFixture) -> N
     )
 
 
-def test_oversized_frame_closes_without_answer() -> None:
+def test_oversized_frame_answered_ar_and_connection_kept(caplog: pytest.LogCaptureFixture) -> None:
+    """Over the limit: read to its end block, AR addressed from its MSH, next one served."""
     calls: list[bytes] = []
 
     async def handler(payload: bytes, peer: str) -> bytes:
         calls.append(payload)
         return b"ACK"
 
-    async def main() -> None:
-        async with server(handler, max_message_bytes=100) as srv:
-            reader, writer = await asyncio.open_connection(HOST, srv.port)
-            writer.write(encode_frame(b"x" * 200))
-            await writer.drain()
-            assert await asyncio.wait_for(reader.read(), 5) == b""
-            writer.close()
-            assert await send(HOST, srv.port, b"y" * 100, timeout=5) == b"ACK"
-        assert calls == [b"y" * 100]
+    big = b"MSH|^~\\&|HIS|H|RIS|R|||ORM^O01|BIG1|P|2.5\rNTE|1||SECRET" + b"x" * 5000
 
-    run(main())
+    async def main() -> None:
+        async with server(handler, max_message_bytes=1024) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            for i in range(0, len(big), 700):  # the end block arrives well after the limit
+                writer.write((b"\x0b" if i == 0 else b"") + big[i : i + 700])
+            writer.write(b"\x1c\r" + encode_frame(b"y" * 100))
+            await writer.drain()
+            first, second = await read_frames(reader, 2)
+            writer.close()
+            assert parse(first, versions=None).get("MSA-1") == "AR"
+            assert parse(first, versions=None).get("MSA-2") == "BIG1"
+            assert parse(first, versions=None).get("ERR-3") == "207"
+            assert second == b"ACK"
+            assert srv.peak_frame_bytes == 1024
+
+    with caplog.at_level(logging.DEBUG, logger="hl7.mllp_server"):
+        run(main())
+    assert calls == [b"y" * 100]
+    assert "SECRET" not in caplog.text
+    assert any("refused" in r.getMessage() for r in caplog.records)
+
+
+def test_junk_and_abandoned_frames_dropped_connection_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Junk before a start block, a start block mid-frame, bytes after FS that are not CR."""
+
+    async def main() -> None:
+        async with server() as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            writer.write(b"\x00\xff\xfegarbage\r\n" + b"\x0bhalf a mess")
+            writer.write(b"\x0bone\x1cNOT-CR" + encode_frame(b"two"))
+            await writer.drain()
+            assert await read_frames(reader, 2) == [b"ACK:one", b"ACK:two"]
+            writer.close()
+
+    with caplog.at_level(logging.WARNING, logger="hl7.mllp_server"):
+        run(main())
+    junk = len(b"\x00\xff\xfegarbage\r\n") + len(b"NOT-CR")
+    assert any(
+        f"{junk} bytes outside frames and 1 frames" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_handler_exception_keeps_listener_and_logs_no_content(
@@ -191,6 +227,33 @@ def test_idle_connection_is_closed() -> None:
             reader, writer = await asyncio.open_connection(HOST, srv.port)
             assert await asyncio.wait_for(reader.read(), 5) == b""
             writer.close()
+
+    run(main())
+
+
+def test_frame_never_ended_is_closed_even_while_bytes_trickle_in() -> None:
+    """A frame must end within idle_timeout_s of its start block, data or not."""
+    calls: list[bytes] = []
+
+    async def handler(payload: bytes, peer: str) -> bytes:
+        calls.append(payload)
+        return b"ACK"
+
+    async def main() -> None:
+        async with server(handler, idle_timeout_s=0.5) as srv:
+            reader, writer = await asyncio.open_connection(HOST, srv.port)
+            writer.write(b"\x0bMSH|never ends")
+            closed = asyncio.create_task(reader.read())
+            sent = 0
+            while not closed.done() and sent < 200:  # bounded by run()'s 15 s as well
+                with contextlib.suppress(ConnectionError):
+                    writer.write(b"x")
+                    await writer.drain()
+                sent += 1
+                await asyncio.wait([closed], timeout=0.05)
+            assert closed.done() and closed.result() == b""
+            writer.close()
+        assert calls == []
 
     run(main())
 

@@ -86,7 +86,7 @@ class HL7Mutator:
         return names, data.replace(b"\x0b", b"?").replace(b"\x1c", b"?")
 
     def oversized_frame(self, limit: int) -> bytes:
-        """A valid-looking order over ``limit`` bytes (the listener closes the connection)."""
+        """A valid-looking order over ``limit`` bytes (the listener answers AR)."""
         self.count += 1
         data = self.base()
         return data + b"NTE|1||" + b"X" * (limit + 1024) + b"\r"
