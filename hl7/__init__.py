@@ -2,13 +2,14 @@
 
 Typical inbound use: ``inbound = receive(raw)``; store ``inbound.result`` when
 ``inbound.accepted``; answer ``inbound.ack()`` (or ``inbound.ack("AE", text=...)``
-when storing failed). The MLLP server lives in :mod:`hl7.mllp_server`, the client
-in :mod:`hl7.mllp_client`, outbound builders in :mod:`hl7.build`.
+when storing failed); ``receive_oversize`` for a message over the size limit. The
+MLLP server lives in :mod:`hl7.mllp_server`, the client in :mod:`hl7.mllp_client`,
+outbound builders in :mod:`hl7.build`.
 """
 
 from hl7.ack import build_ack
 from hl7.errors import HL7Error
-from hl7.inbound import Inbound, receive
+from hl7.inbound import Inbound, receive, receive_oversize
 from hl7.interpret import interpret
 from hl7.message import Message, Segment
 from hl7.model import (
@@ -46,4 +47,5 @@ __all__ = [
     "interpret",
     "parse",
     "receive",
+    "receive_oversize",
 ]
