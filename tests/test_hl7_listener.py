@@ -166,6 +166,17 @@ def test_store_failure_is_ae_and_nothing_stored(database: Database, tmp_path: Pa
 
 
 @pytest.mark.integration
+def test_oversize_store_failure_still_answers_ar(database: Database, tmp_path: Path) -> None:
+    handler = HL7Handler(database, _settings(tmp_path))
+    with database.session() as s:
+        s.execute(text("DROP TABLE order_status_history"))
+        s.execute(text("DROP TABLE hl7_messages"))
+    ack = handler.handle_oversize(VALID[:1024], 5_000_000, "127.0.0.1")
+    assert ack_code(ack) == "AR" and b"5000000 bytes" in ack
+    handler.close()
+
+
+@pytest.mark.integration
 def test_pinned_session_commits_rolls_back_and_recovers(database: Database) -> None:
     pinned = database.pinned()
     with pinned.session() as s:
