@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,12 @@ from pricing_norms.catalogue_io import load_csv_dir
 from pricing_norms.claims_schema import validate_document
 from pricing_norms.example import EXAMPLE_DATA_DIR
 from tests.support.auth import authed_client
-from tests.test_costing_support import add_study, import_example, make_service
+from tests.test_costing_support import (
+    CT_2024_FULL_COST,
+    add_study,
+    import_example,
+    make_service,
+)
 
 BASE = "/api/reports/costs?from=2025-06-01&to=2025-06-30"
 
@@ -165,3 +171,41 @@ def test_file_breaking_the_schema_is_a_500_logged_without_value(
     logged = [rec.getMessage() for rec in caplog.records if rec.name == "gateway.api.reports"]
     assert len(logged) == 1 and "MA_KHOA" in logged[0]
     assert department not in logged[0] and department not in r.text
+
+
+def test_billing_totals_by_service_are_the_sums_of_rows(
+    database: Database, service: Service
+) -> None:
+    uids = [
+        add_study(database, study_date=f"202506{d:02d}", accession=f"ACC{d}") for d in (3, 4, 5)
+    ]
+    uids.append(add_study(database, study_date="20250606", modality="US", station="US_ROOM2"))
+    cost(service, database, *uids)
+    client = authed_client(service, "billing1", "billing")
+    page = client.get("/ui/billing?from=2025-06-01&to=2025-06-30").text
+    body = page.split('id="billing-rows"')[1]
+    rows = re.findall(r'<tr data-service="([^"]+)">(.*?)</tr>', body, re.S)
+    by_row: dict[str, list[int]] = {}
+    for code, cells in rows:
+        money = [int(v) for v in re.findall(r'data-vnd="(-?\d+)"', cells)]
+        by_row[code] = [a + b for a, b in zip(by_row.get(code, [0, 0, 0]), money, strict=True)]
+    table = page.split('id="billing-by-service"')[1].split("</table>")[0]
+    shown = {
+        code: [int(v) for v in re.findall(r'data-vnd="(-?\d+)"', cells)]
+        for code, cells in re.findall(r'<tr data-service="([^"]+)">(.*?)</tr>', table, re.S)
+    }
+    assert shown == by_row
+    # each CT's full cost rounds its lines to the dong (e.g. DD 10 min x 518.52 = 5,185.2,
+    # BS 15 min x 737.90 = 11,068.5 -> 11,069): the total is the sum of the rounded rows
+    assert shown["18.0220.0041"] == [3 * CT_2024_FULL_COST, 3 * 663_400, 3 * 663_400]
+    grand = re.search(r'id="billing-grand">(.*?)</tr>', table, re.S)
+    assert grand is not None
+    totals = [int(v) for v in re.findall(r'data-vnd="(-?\d+)"', grand.group(1))]
+    assert totals == [sum(v[i] for v in by_row.values()) for i in range(3)]
+    # and the XML3 rows of the period sum to the same billed amounts per service
+    xml = etree.fromstring(client.get(BASE + "&format=xml3&allow_illustrative=true").content)
+    billed: dict[str, int] = {}
+    for row in xml[0]:
+        code = row.findtext("MA_DICH_VU") or ""
+        billed[code] = billed.get(code, 0) + int(row.findtext("THANH_TIEN_BV") or 0)
+    assert billed == {code: v[2] for code, v in shown.items()}
