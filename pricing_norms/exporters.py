@@ -256,6 +256,9 @@ class _XmlTable:
         self._out = out
         self._root, self._list_tag, self._row_tag = root, list_tag, row_tag
         self._columns = columns
+        self._tags = [(f"<{c}>", f"</{c}>") for c in columns]
+        self._row_open, self._row_close = f"<{row_tag}>", f"</{row_tag}>\n"
+        self._stt_index = list(columns).index("STT")
         self._ma_lk: str | None = None
         self._stt = 0
         self._chunk: list[bytes] = []
@@ -271,10 +274,14 @@ class _XmlTable:
         ma_lk = values["MA_LK"]
         self._stt = self._stt + 1 if ma_lk == self._ma_lk else 1
         self._ma_lk = ma_lk
-        values = {**values, "STT": str(self._stt)}
-        parts = [f"<{self._row_tag}>"]
-        parts += [f"<{c}>{_xml_text(values.get(c, ''))}</{c}>" for c in self._columns]
-        parts.append(f"</{self._row_tag}>\n")
+        cells = [values.get(c, "") for c in self._columns]
+        cells[self._stt_index] = str(self._stt)
+        if _XML_SPECIAL.search("".join(cells)) is not None:  # rare: escape cell by cell
+            cells = [_xml_text(cell) for cell in cells]
+        parts = [self._row_open]
+        for (opening, closing), cell in zip(self._tags, cells, strict=True):
+            parts += (opening, cell, closing)
+        parts.append(self._row_close)
         self._chunk.append("".join(parts).encode("utf-8"))
         self.count += 1
         if len(self._chunk) >= XML_CHUNK_ROWS:
