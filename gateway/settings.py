@@ -74,6 +74,7 @@ class HL7Settings(_Section):
     retention_days: float = Field(default=90.0, gt=0)
     default_charset: str = "utf-8"
     fallback_charset: str = "latin-1"
+    visit_number_field: str = Field(default="PV1-19", pattern="^(PV1-19|PV1-50|PID-18)$")
     # MLLP over TLS on hl7.port when a certificate is set.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
