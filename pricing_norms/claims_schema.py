@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lxml import etree
+if TYPE_CHECKING:
+    from lxml import etree
 
 __all__ = ["SCHEMA_PATH", "ClaimValidationError", "validate_document", "validate_rows"]
 
@@ -34,7 +35,18 @@ class ClaimValidationError(ValueError):
 
 @cache
 def _schema() -> etree.XMLSchema:
+    # lxml is imported when a claim file is validated, not by every process that imports
+    # the exporters (the DICOM receivers never write one).
+    from lxml import etree
+
     return etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+
+
+def _parse(document: bytes) -> etree._Element:
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+    return etree.fromstring(document, parser)
 
 
 def _raise_first(schema: etree.XMLSchema, table: str, first_row: int) -> None:
@@ -51,7 +63,7 @@ def _raise_first(schema: etree.XMLSchema, table: str, first_row: int) -> None:
 def validate_document(document: bytes, table: str) -> None:
     """Validate a whole table document (tests, small files)."""
     schema = _schema()
-    if not schema.validate(etree.fromstring(document)):
+    if not schema.validate(_parse(document)):
         _raise_first(schema, table, 1)
 
 
@@ -63,6 +75,5 @@ def validate_rows(root: str, list_tag: str, rows: bytes, first_row: int) -> None
     """
     schema = _schema()
     document = f"<{root}><{list_tag}>".encode() + rows + f"</{list_tag}></{root}>".encode()
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
-    if not schema.validate(etree.fromstring(document, parser)):
+    if not schema.validate(_parse(document)):
         _raise_first(schema, root, first_row)
