@@ -13,9 +13,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from lxml import etree
 from sqlalchemy import select
 
+from gateway.cli import main
 from gateway.costing.catalogue_store import store_catalogue
 from gateway.costing.recording import Mappers, record_cost
 from gateway.db import Database
@@ -209,3 +211,20 @@ def test_billing_totals_by_service_are_the_sums_of_rows(
         code = row.findtext("MA_DICH_VU") or ""
         billed[code] = billed.get(code, 0) + int(row.findtext("THANH_TIEN_BV") or 0)
     assert billed == {code: v[2] for code, v in shown.items()}
+
+
+def test_cli_claim_file_breaking_the_schema_leaves_no_file(
+    db_url: str, database: Database, tmp_path: Path
+) -> None:
+    service = make_service(database, tmp_path, default_department="K" * 51)
+    import_example(database)
+    cost(service, database, add_study(database, study_date="20250610", accession="ACC1"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}/var"\n[database]\nurl = "{db_url}"\n')
+    out = tmp_path / "claims.xml"
+    period = ["--from", "2025-06-01", "--to", "2025-06-30"]
+    args = ["--config", str(cfg), "report", "export", *period, "--format", "xml3",
+            "--out", str(out), "--allow-illustrative"]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "MA_KHOA" in r.output and "K" * 51 not in r.output
+    assert not out.exists() and not (tmp_path / "claims_XML2.xml").exists()
