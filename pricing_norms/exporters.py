@@ -38,6 +38,7 @@ from pricing_norms.reports import AggregateRow, CostRow
 __all__ = [
     "COST_ROW_COLUMNS",
     "VND_FORMAT",
+    "XML_CHUNK_ROWS",
     "ByteSink",
     "Column",
     "TextSink",
