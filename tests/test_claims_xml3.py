@@ -135,6 +135,7 @@ def _mutated(element: str, value: str) -> bytes:
     ("element", "value"),
     [
         ("MUC_HUONG", "10000"),  # 5 characters: 1931 allows 4
+        ("MUC_HUONG", "8O"),  # a letter O, not a number
         ("NGAY_YL", "202513021200"),  # month 13
         ("NGAY_TH_YL", "2025-06-02 08:05"),
         ("MA_MAY", "CT01"),
