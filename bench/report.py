@@ -1,6 +1,6 @@
 """Report benchmark: N cost records (default 1,000,000) in SQLite and in a throw-away
-PostgreSQL, exported to CSV and XLSX through ``gateway.costing.reports.write_report`` (the
-code path of ``GET /api/reports/costs`` and ``risgate report export``).
+PostgreSQL, exported to CSV, XLSX and XML3 through ``gateway.costing.reports.write_report``
+(the code path of ``GET /api/reports/costs`` and ``risgate report export``).
 
 Each export runs in a fresh child process; its time is measured around ``write_report``
 and its peak RSS is the child's VmHWM (read by the child itself when it is done). Prints
@@ -10,8 +10,12 @@ the XLSX export covers only the first M rows (a shorter period) and ``xlsx_s`` i
 extrapolated linearly to all rows (``xlsx_measured_s``/``xlsx_rows`` say what was
 measured). ``csv_cpu_s``/``xlsx_cpu_s`` are the export's CPU seconds and ``load_avg``
 the machine's 1-minute load: on a shared 2-core machine wall times drift with the load.
+``xml3_s`` is the XML3 claim file (47 elements per row, every row validated against the
+schema) of the first ``--xml3-rows`` studies (default 100,000; those get a cost record
+document, which the claim rows are built from), ``xml3_rss_mb`` its peak RSS.
 
-Usage: .venv/bin/python -m bench.report [--rows N] [--xlsx-rows M] [--db sqlite,postgresql]
+Usage: .venv/bin/python -m bench.report [--rows N] [--xlsx-rows M] [--xml3-rows K]
+[--db sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ STUDY_COLUMNS = (
 )  # fmt: skip
 
 
+DOCUMENT_COLUMNS = ("record_pk", "record_json")
+
+
 def _templates() -> list[dict[str, Any]]:
     from pricing_norms.catalogue import Component
     from pricing_norms.costing import cost_study
@@ -80,9 +87,22 @@ def _templates() -> list[dict[str, Any]]:
                 "price_bv": record.price_bv,
                 "margin_bh": record.margin_bh,
                 "margin_bv": record.margin_bv,
+                "document": record.to_json(),
             }
         )
     return out
+
+
+def _documents(n: int, k: int) -> Iterator[tuple[int, str]]:
+    """(cost record id, record JSON) of the first ``k`` of ``n`` cost records."""
+    templates = _templates()
+    for i in range(1, min(n, k) + 1):
+        yield i, templates[i % len(templates)]["document"]
+
+
+def _xml3_end(n: int, k: int) -> date:
+    """The last study day of the first ``k`` of ``n`` records (see :func:`_rows`)."""
+    return START + timedelta(days=(min(n, k) - 1) * DAYS // n)
 
 
 def _rows(n: int) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
@@ -113,7 +133,7 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def load_sqlite(path: Path, n: int) -> None:
+def load_sqlite(path: Path, n: int, k: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("BEGIN")
@@ -135,12 +155,16 @@ def load_sqlite(path: Path, n: int) -> None:
             costs.clear()
     conn.executemany(study_sql, studies)
     conn.executemany(cost_sql, costs)
+    conn.executemany(
+        "INSERT INTO cost_record_documents (record_pk, record_json) VALUES (?, ?)",
+        _documents(n, k),
+    )
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
 
 
-def load_postgres(url: str, n: int) -> None:
+def load_postgres(url: str, n: int, k: int) -> None:
     import psycopg
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
@@ -157,6 +181,10 @@ def load_postgres(url: str, n: int) -> None:
         with cur.copy(f"COPY cost_records ({', '.join(COST_COLUMNS)}) FROM STDIN") as copy_c:
             for _, cost in _rows(n):
                 copy_c.write_row(cost)
+        columns = ", ".join(DOCUMENT_COLUMNS)
+        with cur.copy(f"COPY cost_record_documents ({columns}) FROM STDIN") as copy_d:
+            for document in _documents(n, k):
+                copy_d.write_row(document)
         cur.execute("SELECT setval('studies_id_seq', %s)", (n,))
         cur.execute("SELECT setval('cost_records_id_seq', %s)", (n,))
         conn.commit()
@@ -172,8 +200,8 @@ def _export_child(url: str, fmt: str, out: str, date_to: str) -> None:
     db = Database(make_engine(url))
     query = ReportQuery(START, parse_day(date_to, "to"))
     start, cpu = time.perf_counter(), time.process_time()
-    with open(out, "wb") as handle:
-        rows = write_report(db, query, fmt, handle)
+    with open(out, "wb") as handle:  # the bench data is illustrative: allowed explicitly
+        rows = write_report(db, query, fmt, handle, allow_illustrative=True)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(json.dumps({"rows": rows, "s": seconds, "cpu_s": cpu, "hwm_mb": _peak_rss_mb()}))
 
@@ -218,23 +246,30 @@ def _bench(name: str, url: str, load: Any, args: argparse.Namespace, work: Path)
     if xlsx_rows_wanted >= args.rows:
         xlsx_end = end
     xrows, xlsx_s, xlsx_rss, xlsx_cpu = _run_export(url, "xlsx", work / f"{name}.xlsx", xlsx_end)
+    xml3_end = _xml3_end(args.rows, args.xml3_rows)
+    x3rows, xml3_s, xml3_rss, xml3_cpu = _run_export(url, "xml3", work / f"{name}.xml", xml3_end)
     result: dict[str, Any] = {
         "db": name,
         "rows": rows,
         "csv_s": round(csv_s, 1),
         "xlsx_s": round(xlsx_s * rows / max(xrows, 1), 1),
-        "rss_mb": round(max(csv_rss, xlsx_rss), 1),
+        "xml3_s": round(xml3_s, 1),
+        "xml3_rows": x3rows,
+        "rss_mb": round(max(csv_rss, xlsx_rss, xml3_rss), 1),
         "csv_cpu_s": round(csv_cpu, 1),
         "xlsx_cpu_s": round(xlsx_cpu * rows / max(xrows, 1), 1),
         "load_avg": round(os.getloadavg()[0], 1),
         "csv_rss_mb": round(csv_rss, 1),
         "xlsx_rss_mb": round(xlsx_rss, 1),
+        "xml3_rss_mb": round(xml3_rss, 1),
+        "xml3_cpu_s": round(xml3_cpu, 1),
         "xlsx_rows": xrows,
         "xlsx_measured_s": round(xlsx_s, 1),
         "xlsx_extrapolated": xrows != rows,
         "load_s": round(load_s, 1),
         "csv_mb": round((work / f"{name}.csv").stat().st_size / 1e6, 1),
         "xlsx_mb": round((work / f"{name}.xlsx").stat().st_size / 1e6, 1),
+        "xml3_mb": round((work / f"{name}.xml").stat().st_size / 1e6, 1),
     }
     emit(result)
 
@@ -251,13 +286,17 @@ def main() -> None:
         default=200_000,
         help="measure XLSX on this many rows and extrapolate (>= --rows: all rows)",
     )
+    parser.add_argument(
+        "--xml3-rows", type=int, default=100_000, help="studies in the XML3 claim export"
+    )
     parser.add_argument("--db", default="sqlite,postgresql")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="risgate-bench-report-"))
+    n, k = args.rows, args.xml3_rows
     for name in args.db.split(","):
         if name == "sqlite":
             path = work / "bench.db"
-            _bench(name, f"sqlite:///{path}", lambda p=path: load_sqlite(p, args.rows), args, work)
+            _bench(name, f"sqlite:///{path}", lambda p=path: load_sqlite(p, n, k), args, work)
         elif name == "postgresql":
             from tests.support.postgres import PostgresCluster
 
@@ -265,7 +304,7 @@ def main() -> None:
             cluster.start()
             try:
                 url = cluster.create_database()
-                _bench(name, url, lambda u=url: load_postgres(u, args.rows), args, work)
+                _bench(name, url, lambda u=url: load_postgres(u, n, k), args, work)
             finally:
                 cluster.stop()
         else:

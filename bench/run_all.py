@@ -138,6 +138,21 @@ def _checks_report(r: dict[str, Any]) -> list[Check]:
             "",
             None,
         ),
+        *(
+            [
+                Check(
+                    "report",
+                    f"{db} XML3 {r.get('xml3_rows', '?')} rows, s",
+                    f"{_num(r, 'xml3_s'):.1f}",
+                    "",
+                    "",
+                    "",
+                    None,
+                )
+            ]
+            if "xml3_s" in r  # records of runs before the XML3 bench have none
+            else []
+        ),
         Check("report", f"{db} peak RSS, MB", f"{rss:.0f}", "", "", "<= 400", rss <= 400),
     ]
 

@@ -238,14 +238,27 @@ def report() -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "xlsx", "xml3", "json"]), default="csv")
 @click.option("--group-by", default=None, help="Comma-separated: department, modality...")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
+@click.option(
+    "--allow-illustrative",
+    is_flag=True,
+    help="xml3: write the claim files even from ILLUSTRATIVE norms (labelled; not official).",
+)
 @click.pass_obj
 def report_export(
-    obj: Context, date_from: str, date_to: str, fmt: str, group_by: str | None, out: str
+    obj: Context,
+    date_from: str,
+    date_to: str,
+    fmt: str,
+    group_by: str | None,
+    out: str,
+    allow_illustrative: bool,
 ) -> None:
     """Export the cost report of a period (latest revision per study), with progress."""
     from gateway.costing.cli import export_report
 
-    sys.exit(export_report(obj.settings, date_from, date_to, fmt, group_by, out))
+    sys.exit(
+        export_report(obj.settings, date_from, date_to, fmt, group_by, out, allow_illustrative)
+    )
 
 
 @main.command("backup")

@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
@@ -34,6 +35,7 @@ from gateway.tls import hl7_server_context
 from hl7.ack import build_ack
 from hl7.errors import APPLICATION_INTERNAL_ERROR, HL7Error
 from hl7.inbound import Inbound, receive, receive_oversize
+from hl7.interpret import with_visit_number
 from hl7.message import Message
 from hl7.mllp_server import MLLPServer
 from hl7.parse import parse_header
@@ -78,6 +80,10 @@ class HL7Handler:
             default_charset=cfg.default_charset,
             fallback_charset=cfg.fallback_charset or None,
         )
+        if cfg.visit_number_field != "PV1-19" and inbound.accepted:
+            assert inbound.message is not None and inbound.result is not None
+            renumbered = with_visit_number(inbound.result, inbound.message, cfg.visit_number_field)
+            inbound = replace(inbound, result=renumbered)
         header = inbound.message or parse_header(raw)
         key = dedup_key(header)
         try:

@@ -7,6 +7,7 @@ message that names each bad key. ``docs/configuration.md`` lists every key and d
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from pydantic_settings import (
 )
 
 from gateway.identifiers import validate_ae_title
+from pricing_norms.claims import MA_MAY_RE
+from pricing_norms.machines import MachineCode, MachineCodes
 
 CONFIG_ENV = "RISGATE_CONFIG"
 _config_file: str | None = None  # set by load_settings() while it builds Settings
@@ -71,6 +74,7 @@ class HL7Settings(_Section):
     retention_days: float = Field(default=90.0, gt=0)
     default_charset: str = "utf-8"
     fallback_charset: str = "latin-1"
+    visit_number_field: str = Field(default="PV1-19", pattern="^(PV1-19|PV1-50|PID-18)$")
     # MLLP over TLS on hl7.port when a certificate is set.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -178,6 +182,32 @@ class CostingSettings(_Section):
     filmless_default: bool = False
 
 
+class BillingMachine(_Section):
+    """One period of a machine's MA_MAY (``pricing_norms.machines.MachineCode``)."""
+
+    machine: str = Field(min_length=1, max_length=64)
+    ma_may: str = Field(pattern=MA_MAY_RE.pattern)
+    valid_from: date
+    valid_to: date | None = None
+
+
+class BillingSettings(_Section):
+    """Claim exports (XML3/XML2): where MA_LK comes from, dated MA_MAY master data."""
+
+    ma_lk_source: str = Field(default="visit_number", pattern="^(visit_number|accession_number)$")
+    machines: list[BillingMachine] = Field(default_factory=list)
+
+    @field_validator("machines")
+    @classmethod
+    def _periods(cls, value: list[BillingMachine]) -> list[BillingMachine]:
+        MachineCodes(MachineCode(**m.model_dump()) for m in value)  # format, overlaps
+        return value
+
+    def machine_codes(self) -> MachineCodes:
+        """The dated MA_MAY look-up."""
+        return MachineCodes(MachineCode(**m.model_dump()) for m in self.machines)
+
+
 class ReconcileSettings(_Section):
     unmatched: str = Field(default="forward", pattern="^(hold|forward)$")
     date_window_days: int = Field(default=1, ge=0, le=30)
@@ -274,6 +304,7 @@ class Settings(BaseSettings):
     studies: StudySettings = Field(default_factory=StudySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     costing: CostingSettings = Field(default_factory=CostingSettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
     forward: ForwardSettings = Field(default_factory=ForwardSettings)
     commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)

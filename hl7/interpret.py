@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hl7.adt import ADT_EVENTS, interpret_adt
 from hl7.errors import UNSUPPORTED_EVENT_CODE, UNSUPPORTED_MESSAGE_TYPE, HL7Error
 from hl7.message import Message
-from hl7.model import IdentifierChange, OrderMessage, PatientMerge, PatientUpdate
+from hl7.model import IdentifierChange, Interpreted, OrderMessage, PatientMerge, PatientUpdate
 from hl7.orders import interpret_order
+from hl7.segments import visit_number
 
 SUPPORTED_EVENTS: dict[str, frozenset[str]] = {
     "ORM": frozenset({"O01"}),
@@ -40,3 +43,14 @@ def interpret(msg: Message) -> OrderMessage | PatientUpdate | PatientMerge | Ide
     if msg.message_type.upper() == "ADT":
         return interpret_adt(msg)
     return interpret_order(msg)
+
+
+def with_visit_number(result: Interpreted, msg: Message, field: str) -> Interpreted:
+    """``result`` with its visit numbered from ``field`` (e.g. "PV1-50") instead of PV1-19.
+
+    For a HIS that sends the episode number (the claim's MA_LK) somewhere else; results
+    without a visit are returned as they are.
+    """
+    if not isinstance(result, OrderMessage | PatientUpdate) or result.visit is None:
+        return result
+    return replace(result, visit=replace(result.visit, visit_number=visit_number(msg, field)))

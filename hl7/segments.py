@@ -126,6 +126,20 @@ def patient(msg: Message, *, require_name: bool = True) -> PatientData:
     )
 
 
+#: Where a HIS may put the number of the visit (episode) an order belongs to.
+VISIT_NUMBER_FIELDS: dict[str, tuple[str, int]] = {
+    "PV1-19": ("PV1", 19),  # Visit Number (the standard place)
+    "PV1-50": ("PV1", 50),  # Alternate Visit ID
+    "PID-18": ("PID", 18),  # Patient Account Number
+}
+
+
+def visit_number(msg: Message, field: str = "PV1-19") -> str:
+    """The visit number from ``field`` (a key of :data:`VISIT_NUMBER_FIELDS`), first component."""
+    segment_id, index = VISIT_NUMBER_FIELDS[field]
+    return value(msg.segment(segment_id), index)
+
+
 def visit(msg: Message) -> VisitData | None:
     """PV1 -> VisitData (None without PV1)."""
     pv1 = msg.segment("PV1")

@@ -7,11 +7,12 @@ described by :class:`Column`; ready-made sets exist for :class:`CostRow` and
 :class:`AggregateRow`.
 
 Illustrative norms are always labelled: cost rows carry a ``norm_illustrative``
-column and aggregates an ``illustrative_studies`` count; XLSX takes an optional ``note``
-printed above the header (pass ``catalogue.illustrative_note``); the XML files get the
-note as a leading comment, plus a trailing comment counting the studies costed with
-illustrative norms. XML3 rows must arrive grouped by MA_LK (STT restarts at 1 for each
-MA_LK and is counted separately in XML3 and XML2).
+column and aggregates an ``illustrative_studies`` count; CSV and XLSX take an optional
+``note`` written on the line above the header (pass ``catalogue.illustrative_note``); the
+XML files get the note as a leading comment, plus a trailing comment counting the studies
+costed with illustrative norms. XML3 rows must arrive grouped by MA_LK (STT restarts at
+1 for each MA_LK and is counted separately in XML3 and XML2); every XML row is validated
+against ``data/claims_130.xsd`` before it is written (a chunk at a time).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from xml.sax.saxutils import escape
 
 from pricing_norms.catalogue import Component
 from pricing_norms.claims import XML2_COLUMNS, XML3_COLUMNS, ClaimContext, xml2_rows, xml3_rows
+from pricing_norms.claims_schema import validate_rows
 from pricing_norms.costing import CostRecord
 from pricing_norms.money import decimal_text
 from pricing_norms.reports import AggregateRow, CostRow
@@ -36,6 +38,7 @@ from pricing_norms.reports import AggregateRow, CostRow
 __all__ = [
     "COST_ROW_COLUMNS",
     "VND_FORMAT",
+    "XML_CHUNK_ROWS",
     "ByteSink",
     "Column",
     "TextSink",
@@ -152,12 +155,17 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def write_csv(rows: Iterable[T], columns: Sequence[Column[T]], out: TextSink) -> int:
+def write_csv(
+    rows: Iterable[T], columns: Sequence[Column[T]], out: TextSink, *, note: str | None = None
+) -> int:
     """Stream ``rows`` as CSV (header first) to a text stream; returns the row count.
 
-    Open files with ``newline=""``; use ``encoding="utf-8-sig"`` for Excel.
+    A ``note`` (the illustrative-norms warning) is written as a one-cell line above the
+    header. Open files with ``newline=""``; use ``encoding="utf-8-sig"`` for Excel.
     """
     writer = csv.writer(out, lineterminator="\r\n")
+    if note is not None:
+        writer.writerow([note])
     writer.writerow([column.header for column in columns])
     getters = [column.value for column in columns]
     write = writer.writerow
@@ -215,6 +223,9 @@ def write_xlsx(
     return count
 
 
+#: Rows per validated chunk of an XML3/XML2 table.
+XML_CHUNK_ROWS = 256
+
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -233,7 +244,12 @@ def _comment(text: str) -> str:
 
 
 class _XmlTable:
-    """Streams one 130/QD-BYT table: root / list / row elements, STT per MA_LK."""
+    """Streams one 130/QĐ-BYT table: root / list / row elements, STT per MA_LK.
+
+    Rows are serialised into a chunk of :data:`XML_CHUNK_ROWS`; each chunk is validated
+    against the schema (:mod:`pricing_norms.claims_schema`) before it is written, so no
+    row reaches ``out`` unvalidated and memory holds one chunk at most.
+    """
 
     def __init__(
         self, out: ByteSink, root: str, list_tag: str, row_tag: str, columns: Sequence[str]
@@ -241,8 +257,12 @@ class _XmlTable:
         self._out = out
         self._root, self._list_tag, self._row_tag = root, list_tag, row_tag
         self._columns = columns
+        self._tags = [(f"<{c}>", f"</{c}>") for c in columns]
+        self._row_open, self._row_close = f"<{row_tag}>", f"</{row_tag}>\n"
+        self._stt_index = list(columns).index("STT")
         self._ma_lk: str | None = None
         self._stt = 0
+        self._chunk: list[bytes] = []
         self.count = 0
 
     def start(self, note: str | None) -> None:
@@ -255,14 +275,29 @@ class _XmlTable:
         ma_lk = values["MA_LK"]
         self._stt = self._stt + 1 if ma_lk == self._ma_lk else 1
         self._ma_lk = ma_lk
-        values = {**values, "STT": str(self._stt)}
-        parts = [f"<{self._row_tag}>"]
-        parts += [f"<{c}>{_xml_text(values.get(c, ''))}</{c}>" for c in self._columns]
-        parts.append(f"</{self._row_tag}>\n")
-        self._out.write("".join(parts).encode("utf-8"))
+        cells = [values.get(c, "") for c in self._columns]
+        cells[self._stt_index] = str(self._stt)
+        if _XML_SPECIAL.search("".join(cells)) is not None:  # rare: escape cell by cell
+            cells = [_xml_text(cell) for cell in cells]
+        parts = [self._row_open]
+        for (opening, closing), cell in zip(self._tags, cells, strict=True):
+            parts += (opening, cell, closing)
+        parts.append(self._row_close)
+        self._chunk.append("".join(parts).encode("utf-8"))
         self.count += 1
+        if len(self._chunk) >= XML_CHUNK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._chunk:
+            return
+        data = b"".join(self._chunk)
+        validate_rows(self._root, self._list_tag, data, self.count - len(self._chunk) + 1)
+        self._out.write(data)
+        self._chunk.clear()
 
     def finish(self, trailer: str | None) -> None:
+        self._flush()
         self._out.write(f"</{self._list_tag}>\n</{self._root}>\n".encode())
         if trailer is not None:
             self._out.write(_comment(trailer).encode("utf-8"))
@@ -281,6 +316,9 @@ def write_xml130(
     ``CHITIEU_CHITIET_DVKT_VTYT/DSACH_CHI_TIET_DVKT/CHI_TIET_DVKT`` and
     ``CHITIEU_CHITIET_THUOC/DSACH_CHI_TIET_THUOC/CHI_TIET_THUOC`` (the inner tables of
     the GIAMDINHHS envelope, not base64-wrapped). Returns (XML3 rows, XML2 rows).
+    Raises :class:`pricing_norms.claims_schema.ClaimValidationError` at the first row
+    that breaks the schema (the rows before it may already be written: write to a
+    temporary file and serve it only when this returns).
     """
     xml3 = _XmlTable(
         xml3_out, "CHITIEU_CHITIET_DVKT_VTYT", "DSACH_CHI_TIET_DVKT", "CHI_TIET_DVKT", XML3_COLUMNS

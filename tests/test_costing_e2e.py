@@ -32,7 +32,12 @@ def test_order_study_cost_report(gateway_factory: type, tmp_path: Path) -> None:
                 "default_department": "K-CDHA",
                 "procedure_map": {"CT-BUNG-CQ": "18.0220.0041"},
                 "machine_by_station": {"CT_ROOM_1": "CT01"},
-            }
+            },
+            "billing": {
+                "machines": [
+                    {"machine": "CT01", "ma_may": "CL.1.01001.1", "valid_from": "2024-01-01"}
+                ]
+            },
         }
     )
     r = CliRunner().invoke(main, ["--config", str(gw.config_path), "norms", "import", "--example"])
@@ -77,15 +82,15 @@ def test_order_study_cost_report(gateway_factory: type, tmp_path: Path) -> None:
     assert got["full_cost"] == CT_2024_FULL_COST and got["DON_GIA_BH"] == 663_400
     assert got["margin_BH"] == 663_400 - CT_2024_FULL_COST and got["MA_MAY"] == "CT01"
 
-    xml = httpx.get(
-        f"{gw.api}/api/reports/costs", params={**period, "format": "xml3"}, headers=gw.headers
-    )
+    url = f"{gw.api}/api/reports/costs"
+    refused = httpx.get(url, params={**period, "format": "xml3"}, headers=gw.headers)
+    assert refused.status_code == 409  # the example catalogue is ILLUSTRATIVE
+    claims = {**period, "allow_illustrative": "true"}
+    xml = httpx.get(url, params={**claims, "format": "xml3"}, headers=gw.headers)
     [item] = ET.fromstring(xml.content).findall("./DSACH_CHI_TIET_DVKT/CHI_TIET_DVKT")
-    assert item.findtext("MA_LK") == "E2E1" and item.findtext("MA_MAY") == "CT01"
+    assert item.findtext("MA_LK") == "E2E1" and item.findtext("MA_MAY") == "CL.1.01001.1"
     assert int(item.findtext("THANH_TIEN_BH") or 0) == got["DON_GIA_BH"]
     assert item.findtext("NGAY_TH_YL") == "202503101010"
-    xml2 = httpx.get(
-        f"{gw.api}/api/reports/costs", params={**period, "format": "xml2"}, headers=gw.headers
-    )
+    xml2 = httpx.get(url, params={**claims, "format": "xml2"}, headers=gw.headers)
     [drug] = ET.fromstring(xml2.content).findall("./DSACH_CHI_TIET_THUOC/CHI_TIET_THUOC")
     assert drug.findtext("THANH_TIEN_BV") == str(rec["separately_billed"])

@@ -108,7 +108,8 @@ def _contexts() -> list[tuple[CostRecord, ClaimContext]]:
     order = datetime(2025, 6, 2, 7, 45)
     return [
         (ct, ClaimContext("LK-A", order, datetime(2025, 6, 2, 8, 5), datetime(2025, 6, 2, 9, 30),
-                          ma_bac_si="BS001", nguoi_thuc_hien="KTV007", ma_benh="K80.2")),
+                          ma_bac_si="BS001", nguoi_thuc_hien="KTV007", ma_benh="K80.2",
+                          ma_may="CL.1.01001.1")),
         (head, ClaimContext("LK-A", order, datetime(2025, 6, 2, 8, 40), tyle_tt_bh=80,
                             nguoi_thuc_hien="KTV007")),
         (mri, ClaimContext("LK-B", order, datetime(2025, 6, 3, 14, 0), ma_khoa="K09",
@@ -137,7 +138,7 @@ def test_xml3_xml2_parse_back() -> None:
         "663400",
     )
     assert first["NGAY_YL"] == "202506020745" and first["NGAY_TH_YL"] == "202506020805"
-    assert first["NGAY_KQ"] == "202506020930" and first["MA_MAY"] == "CT01"
+    assert first["NGAY_KQ"] == "202506020930" and first["MA_MAY"] == "CL.1.01001.1"
     assert (first["MA_KHOA"], first["MA_BAC_SI"], first["NGUOI_THUC_HIEN"]) == (
         "K02",
         "BS001",
@@ -179,7 +180,9 @@ def _xml_allowed(ch: str) -> bool:
 @given(st.text(max_size=40))
 def test_xml_escapes_any_text(text: str) -> None:
     base = record("18.0149.0040", date(2025, 6, 2), "CT02")
-    context = ClaimContext(text, datetime(2025, 6, 2, 8), datetime(2025, 6, 2, 9), ma_benh=text)
+    context = ClaimContext(
+        "LK" + text, datetime(2025, 6, 2, 8), datetime(2025, 6, 2, 9), ma_benh=text
+    )
     xml3, xml2 = io.BytesIO(), io.BytesIO()
     write_xml130([(base, context)], xml3, xml2, note=text)
     item = ET.fromstring(xml3.getvalue()).find("./DSACH_CHI_TIET_DVKT/CHI_TIET_DVKT")

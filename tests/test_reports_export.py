@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,11 @@ from sqlalchemy import select
 
 from gateway.cli import main
 from gateway.costing.recording import Mappers, record_cost
-from gateway.costing.reports import ReportQuery, parse_day, write_report
+from gateway.costing.reports import ClaimOptions, ReportQuery, parse_day, write_report
 from gateway.db import Database
 from gateway.models import Study
+from pricing_norms.catalogue import ILLUSTRATIVE_NOTE
+from pricing_norms.machines import MachineCode, MachineCodes
 from tests.support.auth import authed_client
 from tests.test_costing_support import (
     CT_2024_FULL_COST,
@@ -60,8 +63,15 @@ def _write(database: Database, fmt: str, **kw: object) -> bytes:
     return out.getvalue()
 
 
+def _csv_body(data: bytes) -> str:
+    """The CSV without its first line, the illustrative note (checked here)."""
+    note, _, body = data.decode("utf-8-sig").partition("\r\n")
+    assert next(csv.reader([note])) == [ILLUSTRATIVE_NOTE]
+    return body
+
+
 def test_csv_latest_revision_only(database: Database, costed: dict[str, str]) -> None:
-    rows = list(csv.DictReader(io.StringIO(_write(database, "csv").decode("utf-8-sig"))))
+    rows = list(csv.DictReader(io.StringIO(_csv_body(_write(database, "csv")))))
     assert [r["study_key"] for r in rows] == [costed["ct_jun"], costed["ct_jul"], costed["us"]]
     by = {r["study_key"]: r for r in rows}
     assert int(by[costed["ct_jun"]]["full_cost"]) == CT_2024_FULL_COST
@@ -73,7 +83,7 @@ def test_csv_latest_revision_only(database: Database, costed: dict[str, str]) ->
 
 
 def test_xlsx_equals_csv(database: Database, costed: dict[str, str]) -> None:
-    csv_rows = list(csv.reader(io.StringIO(_write(database, "csv").decode("utf-8-sig"))))
+    csv_rows = list(csv.reader(io.StringIO(_csv_body(_write(database, "csv")))))
     wb = load_workbook(io.BytesIO(_write(database, "xlsx")), read_only=True)
     sheet = wb["costs"]
     values = list(sheet.iter_rows(values_only=True))
@@ -93,14 +103,17 @@ def test_xlsx_equals_csv(database: Database, costed: dict[str, str]) -> None:
 
 def test_xml3_and_xml2_parse_back(database: Database, costed: dict[str, str]) -> None:
     xml2 = io.BytesIO()
-    xml3 = ET.fromstring(_write(database, "xml3", xml2_out=xml2))
+    machines = MachineCodes([MachineCode("CT01", "CL.1.01001.1", date(2025, 1, 1))])
+    xml3 = ET.fromstring(_write(database, "xml3", xml2_out=xml2, allow_illustrative=True,
+                                claims=ClaimOptions(machine_codes=machines)))  # fmt: skip
     rows = xml3.findall("./DSACH_CHI_TIET_DVKT/CHI_TIET_DVKT")
     by = {r.findtext("MA_LK"): r for r in rows}
     assert set(by) == {"ACC1", "ACC2", costed["us"]}
     ct = by["ACC1"]
     assert ct.findtext("MA_DICH_VU") == "18.0220.0041"
     assert ct.findtext("THANH_TIEN_BV") == ct.findtext("DON_GIA_BV") == "663400"
-    assert ct.findtext("MA_MAY") == "CT01" and ct.findtext("MA_KHOA") == "K01"
+    assert ct.findtext("MA_MAY") == "CL.1.01001.1" and ct.findtext("MA_KHOA") == "K01"
+    assert by[costed["us"]].findtext("MA_MAY") == ""  # US01 has no MA_MAY in force
     assert ct.findtext("NGAY_YL") == "202506300930" and ct.findtext("STT") == "1"
     assert by[costed["us"]].findtext("DON_GIA_BH") == "58600"
     drugs = ET.fromstring(xml2.getvalue()).findall("./DSACH_CHI_TIET_THUOC/CHI_TIET_THUOC")
@@ -129,7 +142,9 @@ def test_api_streams_formats_and_groups(
     assert "ILLUSTRATIVE" in data["illustrative_note"]
     per_study = client.get(base + "&format=json").json()["rows"]
     assert sum(r["full_cost"] for r in per_study) == sum(g["full_cost"] for g in data["rows"])
-    xml = client.get(base + "&format=xml3")
+    refused = client.get(base + "&format=xml3")
+    assert refused.status_code == 409 and "allow_illustrative" in refused.json()["detail"]
+    xml = client.get(base + "&format=xml3&allow_illustrative=true")
     assert xml.status_code == 200 and len(ET.fromstring(xml.content)[0]) == 3
 
 
@@ -187,6 +202,9 @@ def test_cli_report_export(db_url: str, database: Database, tmp_path: Path,
     out = tmp_path / "r.xml"
     args = ["--config", str(cfg), "report", "export", "--from", "2025-06-01", "--to", "20250731"]
     r = CliRunner().invoke(main, [*args, "--format", "xml3", "--out", str(out)])
+    assert r.exit_code == 3 and "ILLUSTRATIVE" in r.output and not out.exists()
+    xml3 = [*args, "--format", "xml3", "--out", str(out), "--allow-illustrative"]
+    r = CliRunner().invoke(main, xml3)
     assert r.exit_code == 0, r.output
     assert "3 rows written" in r.output
     assert len(ET.parse(out).getroot()[0]) == 3

@@ -21,6 +21,7 @@ from pydicom.data import get_testdata_file
 from gateway.auth import policy
 from gateway.cli import main
 from gateway.web.routes import NAV
+from pricing_norms.claims_schema import validate_document
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import PROPOSE_FLAG, storescu
@@ -188,6 +189,34 @@ def test_thumbnails_of_ct_and_compressed_us(browser: Any, site: dict[str, Any]) 
     page.context.close()
 
 
+def test_billing_lists_uncosted_studies_with_their_fixes(
+    browser: Any, site: dict[str, Any]
+) -> None:
+    gw: GatewayProcess = site["gw"]
+    _wait(lambda: any(i["study_uid"] == site["us"] for i in gw.get("/api/costs/unmapped")["items"]),
+          40, "the US study listed as not costed")  # fmt: skip
+    page = _login(browser, site, "billing")
+    page.goto("/ui/billing?from=2025-03-01&to=2025-03-31")
+    row = page.locator(f'#uncosted tr[data-study="{site["us"]}"]')
+    row.wait_for()
+    assert row.get_attribute("data-kind") == "UNMAPPED_SERVICE"
+    assert "Service not mapped" in row.inner_text()
+    # not matched to an order: link it first (the unmatched page does), then map and recost
+    fixes = [li.get_attribute("class") for li in row.locator("ul.fixes > li").all()]
+    assert fixes == ["fix_link_order", "fix_map_code", "fix_recost"]
+    assert row.locator("li.fix_link_order a").get_attribute("href") == "/ui/unmatched"
+    assert "costing.procedure_map" in row.locator("li.fix_map_code").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "billing-uncosted.png"), full_page=True)
+    # recost through POST /api/costs/{uid}/recost: still unmapped, so 409 with the reason
+    row.locator("form.recost input[name=reason]").fill("checked the mapping")
+    row.locator("form.recost button").click()
+    page.wait_for_function("document.getElementById('flash').textContent.startsWith('409')")
+    assert "UNMAPPED_SERVICE" in page.locator("#flash").inner_text()
+    audit = gw.get("/api/audit", action="change.recost")["items"][0]
+    assert (audit["user"], audit["object_id"]) == (USERS["billing"], site["us"])
+    page.context.close()
+
+
 def test_link_unmatched_study(browser: Any, site: dict[str, Any]) -> None:
     page = _login(browser, site, "billing")
     page.goto("/ui/unmatched")
@@ -215,20 +244,42 @@ def test_billing_report_and_download(browser: Any, site: dict[str, Any]) -> None
     page.goto("/ui/billing?from=2025-03-01&to=2025-03-31")
     total = page.locator("#billing-total").inner_text()
     assert total.endswith(" ₫") and "." in total
+    assert "MINH HỌA" in page.locator("#illustrative-note").inner_text()
     assert page.locator("#billing-chart svg rect").count() >= 1
+    # totals by service are the sums of the rows, to the dong
+    for column in (4, 5, 6):  # full cost, BH, BV
+        by_row: dict[str, int] = {}
+        for tr in page.locator("#billing-rows tbody tr[data-service]").all():
+            cell = tr.locator(f"td:nth-child({column + 1})").get_attribute("data-vnd")
+            service = tr.get_attribute("data-service") or ""
+            by_row[service] = by_row.get(service, 0) + int(cell or 0)
+        shown = {
+            tr.get_attribute("data-service") or "": int(
+                tr.locator(f"td:nth-child({column - 1})").get_attribute("data-vnd") or 0
+            )
+            for tr in page.locator("#billing-by-service tbody tr[data-service]").all()
+        }
+        assert shown == by_row and by_row
+    grand = page.locator("#billing-grand td:nth-child(3)").get_attribute("data-vnd")
+    assert int(grand or 0) == int(total.removesuffix(" ₫").replace(".", ""))
     page.screenshot(path=str(ARTIFACTS / "billing.png"), full_page=True)
     with page.expect_download() as info:
         page.click("#dl-csv")
     download = info.value
     assert download.suggested_filename == "costs_20250301_20250331.csv"
-    text = Path(download.path()).read_text(encoding="utf-8-sig")
+    note, _, text = Path(download.path()).read_text(encoding="utf-8-sig").partition("\n")
+    assert "ILLUSTRATIVE" in note
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["study_key"] for r in rows] == [site["ct"]]
     with page.expect_download() as info:
         page.click("#dl-xlsx")
     assert Path(info.value.path()).read_bytes()[:2] == b"PK"
+    assert "allow_illustrative=true" in (page.locator("#dl-xml3").get_attribute("href") or "")
+    with page.expect_download() as info:
+        page.click("#dl-xml3")
+    validate_document(Path(info.value.path()).read_bytes(), "XML3")
     audit = site["gw"].get("/api/audit", action="export.cost_report")
-    assert audit["total"] == 2 and audit["items"][0]["user"] == USERS["billing"]
+    assert audit["total"] == 3 and audit["items"][0]["user"] == USERS["billing"]
     page.context.close()
 
 

@@ -2,16 +2,21 @@
 
 The writer runs in a worker thread and hands bytes over a bounded queue, so the response
 streams while rows are read and memory stays flat; XLSX (a zip) is built in a temporary
-file first, then streamed.
+file first, then streamed. XML3/XML2 claim files are written (and validated against the
+schema, a chunk at a time) into a temporary file before the response starts: a file that
+breaks the schema is a 500 with the first violation in the log (table, row, element and
+rule; no value), never a wrong file. A claim file from illustrative figures is refused
+(409) unless ``allow_illustrative=true``.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import tempfile
 import threading
 from collections.abc import Iterator
-from typing import Annotated
+from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
@@ -20,15 +25,22 @@ from gateway.api.deps import get_service
 from gateway.costing.reports import (
     FORMATS,
     MEDIA_TYPES,
+    ClaimOptions,
+    IllustrativeRefused,
     ReportError,
     ReportQuery,
+    check_claim,
     check_size,
+    claim_options,
     parse_day,
     parse_group_by,
     write_report,
 )
 from gateway.db import Database
 from gateway.service import Service
+from pricing_norms.claims_schema import ClaimValidationError
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
@@ -85,6 +97,34 @@ class _QueueSink:
         return False
 
 
+def _file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+    finally:
+        handle.close()
+
+
+def _claim_file(
+    db: Database, query: ReportQuery, fmt: str, options: ClaimOptions
+) -> Iterator[bytes]:
+    """Write and validate the XML file before anything is sent; 500 if it is invalid."""
+    tmp = tempfile.TemporaryFile(prefix="risgate-claim-")  # noqa: SIM115 (closed by _file_chunks)
+    try:
+        write_report(db, query, fmt, tmp, allow_illustrative=True, claims=options)
+    except ClaimValidationError as exc:
+        tmp.close()
+        log.error("claim file refused by the XML schema: %s", exc)
+        raise HTTPException(
+            500, f"the {fmt.upper()} file does not pass the schema ({exc}); nothing was served"
+        ) from None
+    except BaseException:
+        tmp.close()
+        raise
+    tmp.seek(0)
+    return _file_chunks(tmp)
+
+
 def _stream(db: Database, query: ReportQuery, fmt: str) -> Iterator[bytes]:
     q: queue.Queue[object] = queue.Queue(maxsize=8)
     cancel = threading.Event()
@@ -136,8 +176,14 @@ def cost_report(
     modality: Annotated[str | None, Query(max_length=16)] = None,
     machine: Annotated[str | None, Query(max_length=64)] = None,
     service_code: Annotated[str | None, Query(alias="service", max_length=16)] = None,
+    allow_illustrative: Annotated[
+        bool, Query(description="XML3/XML2 only: serve a claim file from illustrative norms")
+    ] = False,
 ) -> StreamingResponse:
-    """Latest cost revision of each study in the period: one row per study, or grouped."""
+    """Latest cost revision of each study in the period: one row per study, or grouped.
+
+    XML3/XML2 from illustrative figures: 409 unless ``allow_illustrative=true``.
+    """
     try:
         query = ReportQuery(
             parse_day(date_from, "from"),
@@ -150,12 +196,20 @@ def cost_report(
         )
         query.check(fmt)
         check_size(service.db, query, fmt)
+        check_claim(service.db, query, fmt, allow_illustrative)
+    except IllustrativeRefused as exc:
+        raise HTTPException(409, str(exc)) from None
     except ReportError as exc:
         raise HTTPException(422, str(exc)) from None
     extension = {"xml3": "XML3.xml", "xml2": "XML2.xml"}.get(fmt, fmt)
     name = f"costs_{query.date_from:%Y%m%d}_{query.date_to:%Y%m%d}.{extension}"
+    body = (
+        _claim_file(service.db, query, fmt, claim_options(service.settings.billing))
+        if fmt in ("xml3", "xml2")
+        else _stream(service.db, query, fmt)
+    )
     return StreamingResponse(
-        _stream(service.db, query, fmt),
+        body,
         media_type=MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -6,6 +6,7 @@ Each returns the process exit code: 0 done, 1 rejected input (errors printed), 2
 from __future__ import annotations
 
 import getpass
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -20,8 +21,11 @@ from gateway.costing.catalogue_store import (
 )
 from gateway.costing.jobs import requeue_uncosted
 from gateway.costing.reports import (
+    IllustrativeRefused,
     ReportError,
     ReportQuery,
+    check_claim,
+    claim_options,
     count_rows,
     parse_day,
     parse_group_by,
@@ -32,6 +36,7 @@ from gateway.migrate import upgrade
 from gateway.settings import Settings
 from pricing_norms.catalogue import CatalogueError
 from pricing_norms.catalogue_io import export_csv_dir, export_xlsx
+from pricing_norms.claims_schema import ClaimValidationError
 from pricing_norms.example import EXAMPLE_DATA_DIR
 
 
@@ -99,8 +104,16 @@ def export_catalogue(settings: Settings, target: str) -> int:
 
 
 def export_report(
-    settings: Settings, date_from: str, date_to: str, fmt: str, group_by: str | None, out: str
+    settings: Settings,
+    date_from: str,
+    date_to: str,
+    fmt: str,
+    group_by: str | None,
+    out: str,
+    allow_illustrative: bool = False,
 ) -> int:
+    """Exit status: 0 written, 2 bad request, 3 claim file refused (illustrative figures),
+    1 claim file failing the schema (the partial files are removed)."""
     try:
         query = ReportQuery(
             parse_day(date_from, "--from"), parse_day(date_to, "--to"), parse_group_by(group_by)
@@ -110,19 +123,32 @@ def export_report(
         click.echo(str(exc), err=True)
         return 2
     db = _database(settings)
+    try:
+        check_claim(db, query, fmt, allow_illustrative)
+    except IllustrativeRefused as exc:
+        db.dispose()
+        click.echo(f"{exc} (--allow-illustrative)", err=True)
+        return 3
     target = Path(out)
     xml2_path = target.with_name(target.stem + "_XML2.xml") if fmt == "xml3" else None
+    options = claim_options(settings.billing)
     try:
         total = count_rows(db, query)
         with (
             click.progressbar(length=total, label=f"{fmt} export", show_pos=True) as bar,
             target.open("wb") as handle,
+            xml2_path.open("wb") if xml2_path is not None else nullcontext() as xml2,
         ):
-            if xml2_path is not None:
-                with xml2_path.open("wb") as xml2:
-                    rows = write_report(db, query, fmt, handle, xml2_out=xml2, progress=bar.update)
-            else:
-                rows = write_report(db, query, fmt, handle, progress=bar.update)
+            rows = write_report(
+                db, query, fmt, handle, xml2_out=xml2, progress=bar.update,
+                allow_illustrative=True, claims=options,
+            )  # fmt: skip
+    except ClaimValidationError as exc:
+        for path in (target, xml2_path):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        click.echo(f"{fmt.upper()} refused by the XML schema, nothing written: {exc}", err=True)
+        return 1
     finally:
         db.dispose()
     click.echo(f"{rows} rows written to {target}")

@@ -14,16 +14,19 @@ import io
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, and_, create_engine, event, exists, func, select
+from sqlalchemy import Engine, and_, create_engine, event, exists, func, null, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.pool import NullPool
 
-from gateway.costing.models import CostRecordDocument, CostRecordRow
+from gateway.costing.models import CostRecordDocument, CostRecordRow, NormImport
 from gateway.db import Database, is_sqlite
+from gateway.orders.models import Order, RequestedProcedure, Visit
+from gateway.reconcile_models import MatchState, StudyMatch
+from gateway.settings import BillingSettings
 from pricing_norms.catalogue import ILLUSTRATIVE_NOTE
 from pricing_norms.claims import ClaimContext
 from pricing_norms.costing import CostRecord
@@ -35,6 +38,7 @@ from pricing_norms.exporters import (
     write_xlsx,
     write_xml130,
 )
+from pricing_norms.machines import MachineCodes
 from pricing_norms.reports import GROUP_KEYS, CostRow, aggregate
 
 FORMATS = ("json", "csv", "xlsx", "xml3", "xml2")
@@ -51,6 +55,18 @@ BATCH = 2000
 
 class ReportError(ValueError):
     """A bad report request (unknown format or group key, bad period)."""
+
+
+class IllustrativeRefused(ReportError):
+    """An XML3/XML2 claim file from illustrative figures, not explicitly asked for."""
+
+
+@dataclass(frozen=True)
+class ClaimOptions:
+    """Claim-file inputs from ``[billing]``: MA_LK source and the dated MA_MAY codes."""
+
+    ma_lk_source: str = "visit_number"
+    machine_codes: MachineCodes = field(default_factory=MachineCodes)
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,11 @@ def _row_select(query: ReportQuery) -> Any:
     )
 
 
+def claim_options(billing: BillingSettings) -> ClaimOptions:
+    """Claim-file inputs from the ``[billing]`` settings."""
+    return ClaimOptions(billing.ma_lk_source, billing.machine_codes())
+
+
 def count_rows(db: Database, query: ReportQuery) -> int:
     """How many studies the report covers."""
     with reader_engine(db).connect() as conn:
@@ -199,6 +220,31 @@ def has_illustrative(db: Database, query: ReportQuery) -> bool:
     return found is not None
 
 
+def catalogue_is_illustrative(db: Database) -> bool:
+    """True if the catalogue in use (the latest import) has illustrative norms."""
+    with reader_engine(db).connect() as conn:
+        flag = conn.scalar(select(NormImport.illustrative).order_by(NormImport.id.desc()).limit(1))
+    return bool(flag)
+
+
+def illustrative_note(db: Database, query: ReportQuery) -> str | None:
+    """The illustrative warning if the catalogue in use or any study of the report is
+    illustrative (an empty report from an illustrative catalogue still says so)."""
+    if catalogue_is_illustrative(db) or has_illustrative(db, query):
+        return ILLUSTRATIVE_NOTE
+    return None
+
+
+def check_claim(db: Database, query: ReportQuery, fmt: str, allow_illustrative: bool) -> None:
+    """Refuse an XML3/XML2 file from illustrative figures unless explicitly allowed."""
+    if fmt in ("xml3", "xml2") and not allow_illustrative and illustrative_note(db, query):
+        raise IllustrativeRefused(
+            "the catalogue in use or a study of this period is costed with ILLUSTRATIVE "
+            "norms: a claim file from it is not an official one (ask with "
+            "allow_illustrative=true to get it anyway, labelled)"
+        )
+
+
 def iter_cost_rows(db: Database, query: ReportQuery) -> Iterator[CostRow]:
     """The report's rows, streamed (never all in memory)."""
     with reader_engine(db).connect() as conn:
@@ -218,22 +264,48 @@ def iter_cost_rows(db: Database, query: ReportQuery) -> Iterator[CostRow]:
                           bool(illustrative), *money)  # fmt: skip
 
 
-def iter_claims(db: Database, query: ReportQuery) -> Iterator[tuple[CostRecord, ClaimContext]]:
-    """(record, claim context) per study for XML3/XML2, streamed; MA_LK = accession or UID."""
+def iter_claims(
+    db: Database, query: ReportQuery, options: ClaimOptions | None = None
+) -> Iterator[tuple[CostRecord, ClaimContext]]:
+    """(record, claim context) per study for XML3/XML2, streamed, grouped by MA_LK.
+
+    MA_LK is the visit number (PV1-19) of the order reconciliation matched the study to
+    (``ma_lk_source = "visit_number"``), else the accession number, else the Study
+    Instance UID; with ``ma_lk_source = "accession_number"`` the visit is not used.
+    MA_MAY is the machine's code in force on the study date (``options.machine_codes``).
+    """
+    options = options or ClaimOptions()
     c = CostRecordRow
+    visit_number = (
+        func.nullif(Visit.visit_number, "") if options.ma_lk_source == "visit_number" else null()
+    )
+    ma_lk = func.coalesce(visit_number, func.nullif(c.accession_number, ""), c.study_uid)
     stmt = (
-        select(c.study_uid, c.accession_number, c.performed_at, c.study_date)
+        select(ma_lk, c.performed_at, c.study_date, c.machine_code)
         .add_columns(CostRecordDocument.record_json)
         .join(CostRecordDocument, CostRecordDocument.record_pk == c.id)
+        .outerjoin(
+            StudyMatch,
+            and_(StudyMatch.study_pk == c.study_pk, StudyMatch.state == MatchState.MATCHED),
+        )
+        .outerjoin(RequestedProcedure, RequestedProcedure.id == StudyMatch.rp_pk)
+        .outerjoin(Order, Order.id == RequestedProcedure.order_pk)
+        .outerjoin(Visit, Visit.id == Order.visit_pk)
         .where(_latest(query))
-        .order_by(c.accession_number, c.study_uid, c.id)
+        .order_by(ma_lk, c.study_date, c.id)
     )
+    codes = options.machine_codes
     with reader_engine(db).connect() as conn:
         result = conn.execution_options(yield_per=BATCH).execute(stmt)
-        for uid, accession, performed, day, document in result:
+        for key, performed, day, machine, document in result:
             when = performed or datetime(day.year, day.month, day.day)
             record = CostRecord.from_dict(json.loads(document))
-            yield record, ClaimContext(ma_lk=accession or uid, ngay_yl=when, ngay_th_yl=when)
+            yield (
+                record,
+                ClaimContext(
+                    ma_lk=key, ngay_yl=when, ngay_th_yl=when, ma_may=codes.on(machine, day)
+                ),
+            )
 
 
 # -- writing -------------------------------------------------------------------
@@ -288,17 +360,24 @@ def write_report(
     *,
     xml2_out: BinaryIO | None = None,
     progress: Callable[[int], None] | None = None,
+    allow_illustrative: bool = False,
+    claims: ClaimOptions | None = None,
 ) -> int:
     """Write the report in ``fmt`` to ``out`` (binary); returns the number of rows.
 
     ``xml3`` writes the XML3 table to ``out`` and the XML2 (contrast) table to ``xml2_out``
     when given; ``xml2`` writes only the XML2 table. ``progress(n)`` is called as rows go.
+    Every format carries the illustrative note when it applies (:func:`illustrative_note`);
+    an XML file from illustrative figures raises :class:`IllustrativeRefused` unless
+    ``allow_illustrative``. XML rows are validated against the schema as they are written
+    (:class:`pricing_norms.claims_schema.ClaimValidationError` on the first bad row).
     """
     query.check(fmt)
     check_size(db, query, fmt)
-    note = ILLUSTRATIVE_NOTE if has_illustrative(db, query) else None
+    check_claim(db, query, fmt, allow_illustrative)
+    note = illustrative_note(db, query)
     if fmt in ("xml3", "xml2"):
-        entries = _counted(iter_claims(db, query), progress)
+        entries = _counted(iter_claims(db, query, claims), progress)
         if fmt == "xml3":
             n3, _ = write_xml130(entries, out, xml2_out or _Discard(), note=note)
             return n3
@@ -314,7 +393,7 @@ def write_report(
     if fmt == "csv":
         text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="", write_through=False)
         try:
-            return write_csv(rows, columns, text)
+            return write_csv(rows, columns, text, note=note)
         finally:
             text.flush()
             text.detach()

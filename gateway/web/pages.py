@@ -187,6 +187,63 @@ def dashboard(session: Session) -> Dashboard:
     )
 
 
+@dataclass
+class UncostedItem:
+    """A study not costed, why, and what fixes it (``fixes``: i18n keys, in order)."""
+
+    study_uid: str
+    accession_number: str
+    study_date: str
+    kind: str
+    detail: str
+    procedure_code: str
+    matched: bool
+    fixes: list[str]
+
+
+# What fixes each reason a study is not costed; "link_order" is added when no order matched.
+_FIXES = {
+    "UNMAPPED_SERVICE": ["fix_map_code"],
+    "NO_CATALOGUE": ["fix_import_catalogue"],
+    "COSTING_ERROR": ["fix_catalogue_or_machine"],
+}
+
+
+def uncosted(session: Session, limit: int = 200) -> list[UncostedItem]:
+    """Studies not costed (unresolved), newest first, with the actions that fix them."""
+    import json
+
+    from gateway.costing.models import UncostedStudy
+
+    rows = session.execute(
+        select(UncostedStudy, Study.accession_number, Study.study_date)
+        .join(Study, Study.id == UncostedStudy.study_pk)
+        .where(UncostedStudy.resolved_at.is_(None))
+        .order_by(UncostedStudy.last_seen_at.desc(), UncostedStudy.id.desc())
+        .limit(limit)
+    ).all()
+    matched = matched_study_pks(session, [r.study_pk for r, _, _ in rows])
+    items = []
+    for row, accession, study_date in rows:
+        facts = json.loads(row.facts_json or "{}")
+        fixes = list(_FIXES.get(row.kind, []))
+        if row.study_pk not in matched:
+            fixes.insert(0, "fix_link_order")
+        items.append(
+            UncostedItem(
+                row.study_uid,
+                accession,
+                study_date,
+                row.kind,
+                row.detail,
+                str(facts.get("procedure_code") or ""),
+                row.study_pk in matched,
+                [*fixes, "fix_recost"],
+            )
+        )
+    return items
+
+
 def billing_chart(rows: list[tuple[date, str, int]]) -> tuple[list[str], dict[str, list[float]]]:
     """(day, modality, cost) rows -> day labels and one series per modality."""
     days = sorted({d for d, _, _ in rows})

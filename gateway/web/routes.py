@@ -297,16 +297,24 @@ def _day(value: str | None, default: date) -> date:
         raise HTTPException(422, "dates must be YYYY-MM-DD") from None
 
 
+def _role_may(role: str, method: str, path: str) -> bool:
+    rule = policy.rule_for(method, path)
+    return rule is not None and policy.allows(rule, role)
+
+
 @router.get("/ui/billing", response_class=HTMLResponse)
 def billing_page(
     request: Request,
     service: Annotated[Service, Depends(get_service)],
+    session: Annotated[Session, Depends(get_session)],
+    principal: Annotated[Principal, Depends(current_principal)],
     date_from: Annotated[str | None, Query(alias="from", max_length=10)] = None,
     date_to: Annotated[str | None, Query(alias="to", max_length=10)] = None,
     modality: Annotated[str | None, Query(max_length=16)] = None,
     department: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
-    from gateway.costing.reports import ReportQuery, iter_cost_rows
+    from gateway.costing.reports import ReportQuery, illustrative_note, iter_cost_rows
+    from pricing_norms.reports import aggregate
 
     today = date.today()
     start = _day(date_from, today - timedelta(days=30))
@@ -323,13 +331,26 @@ def billing_page(
         "department": department or "",
     }
     qs = urlencode({k: v for k, v in filters.items() if v})
-    audit.record_request(request, "view.billing", "report", "", detail=qs)
+    role = principal.role
+    may = {
+        "recost": _role_may(role, "POST", "/api/costs/{study_uid}/recost"),
+        "link": _role_may(role, "POST", "/api/studies/{study_uid}/link")
+        and _role_may(role, "GET", "/ui/unmatched"),
+        "norms": _role_may(role, "GET", "/ui/norms"),
+        "import": _role_may(role, "POST", "/api/norms/import"),
+    }
+    audit.record_request(request, "view.billing", "report", "", detail=qs, session=session)
     return render(
         request,
         "billing.html",
         rows=rows[:500],
         count=len(rows),
         total=sum(r.full_cost for r in rows),
+        by_service=aggregate(rows, ("service",)),
+        grand=aggregate(rows, ()),
+        uncosted=pages.uncosted(session),
+        may=may,
+        note=illustrative_note(service.db, query),
         chart=bar_chart(labels, series) if rows else None,
         filters=filters,
         qs=qs,
