@@ -7,6 +7,7 @@ message that names each bad key. ``docs/configuration.md`` lists every key and d
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,17 @@ class ForwardSettings(_Section):
     disk_high_water_percent: float = Field(default=90.0, gt=0, le=100)
 
 
+_SERVICE_CODE = r"^[0-9]{2}\.[0-9]{4}\.[0-9]{4}$"
+
+
+class DatedServiceCode(_Section):
+    """One dated target of the site map: the service code for studies in the period."""
+
+    service_code: str = Field(pattern=_SERVICE_CODE)
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+
 class CostingRule(_Section):
     """A study -> service rule (see ``pricing_norms.mapping.MappingRule``)."""
 
@@ -163,12 +175,18 @@ class CostingRule(_Section):
     contrast: bool | None = None
     min_instances: int | None = Field(default=None, ge=0)
     max_instances: int | None = Field(default=None, ge=0)
+    effective_from: date | None = None
+    effective_to: date | None = None
 
 
 class CostingSettings(_Section):
-    """Study -> service / machine mapping and per-department film policy for costing."""
+    """Study -> service / machine mapping and per-department film policy for costing.
 
-    procedure_map: dict[str, str] = Field(default_factory=dict)
+    ``procedure_map`` maps a local procedure code either to one service code (always
+    valid) or to a list of dated service codes (``effective_from``/``effective_to``).
+    """
+
+    procedure_map: dict[str, str | list[DatedServiceCode]] = Field(default_factory=dict)
     rules: list[CostingRule] = Field(default_factory=list)
     machine_by_station: dict[str, str] = Field(default_factory=dict)
     machine_by_serial: dict[str, str] = Field(default_factory=dict)

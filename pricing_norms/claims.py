@@ -9,7 +9,7 @@ MA_DICH_VU. Separately billed consumables (VAT_TU lines) are not exported yet
 writer (:func:`pricing_norms.exporters.write_xml130`).
 
 Formulas (money rounded half-up to the dong, see :mod:`pricing_norms.money`):
-``THANH_TIEN_BV = SO_LUONG x DON_GIA_BV``;
+``THANH_TIEN_BV = SO_LUONG x DON_GIA_BV x TYLE_TT_DV/100`` (Decision 4750/3176);
 ``THANH_TIEN_BH = SO_LUONG x DON_GIA_BH x TYLE_TT_DV/100 x TYLE_TT_BH/100``;
 for XML2, ``THANH_TIEN_BV = SO_LUONG x DON_GIA`` and
 ``THANH_TIEN_BH = SO_LUONG x DON_GIA x TYLE_TT_BH/100``. Dates are ``yyyymmddHHMM``.
@@ -108,7 +108,7 @@ class ClaimContext:
     ma_khoa: str | None = None
     pham_vi: int = 1
     so_luong: Decimal = Decimal(1)
-    tyle_tt_dv: int = 100
+    tyle_tt_dv: int | None = None  # None: the cost record's (set on the study, else 100)
     tyle_tt_bh: int = 100
 
 
@@ -125,10 +125,9 @@ def _amount(quantity: Decimal, unit_price: Decimal | int, *percents: int) -> int
 
 def xml3_rows(record: CostRecord, context: ClaimContext) -> list[dict[str, str]]:
     """The XML3 row of the study's service (STT empty)."""
-    thanh_tien_bv = _amount(context.so_luong, record.price_bv)
-    thanh_tien_bh = _amount(
-        context.so_luong, record.price_bh, context.tyle_tt_dv, context.tyle_tt_bh
-    )
+    tyle_tt_dv = record.tyle_tt_dv if context.tyle_tt_dv is None else context.tyle_tt_dv
+    thanh_tien_bv = _amount(context.so_luong, record.price_bv, tyle_tt_dv)
+    thanh_tien_bh = _amount(context.so_luong, record.price_bh, tyle_tt_dv, context.tyle_tt_bh)
     return [
         {
             "MA_LK": context.ma_lk,
@@ -142,7 +141,7 @@ def xml3_rows(record: CostRecord, context: ClaimContext) -> list[dict[str, str]]
             "SO_LUONG": decimal_text(context.so_luong),
             "DON_GIA_BV": str(record.price_bv),
             "DON_GIA_BH": str(record.price_bh),
-            "TYLE_TT_DV": str(context.tyle_tt_dv),
+            "TYLE_TT_DV": str(tyle_tt_dv),
             "TYLE_TT_BH": str(context.tyle_tt_bh),
             "THANH_TIEN_BV": str(thanh_tien_bv),
             "THANH_TIEN_BH": str(thanh_tien_bh),

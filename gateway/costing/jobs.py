@@ -1,36 +1,53 @@
-"""The ``cost`` job: every ``study.stable`` event enqueues one; the handler costs the study.
+"""The costing jobs: ``cost`` (every ``study.stable`` event enqueues one) and
+``cost_retry`` (a study left uncosted, tried again after a catalogue import, a mapping
+change or a staff statement about the study). Both cost the study with the catalogue
+and mapping in force; they differ only in the reason written on a new revision.
 
 Each job runs in its own transaction, so one bad study does not hold back the others.
-Installed by :func:`install` from ``gateway.extensions.install_extensions``.
+A changed mapping configuration is noticed by :class:`MappingWatch` (a periodic task
+of the worker role) at the first pass after start-up. Installed by :func:`install`
+from ``gateway.extensions.install_extensions``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import events, jobs
-from gateway.costing.models import UncostedStudy
+from gateway.costing.models import MappingVersion, UncostedStudy
 from gateway.costing.recording import Mappers, record_cost
-from gateway.models import Job, Study
+from gateway.models import Job, JobState, Study, utcnow
 from gateway.service import Service
+from gateway.upsert import insert_for
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "cost"
+RETRY_KIND = "cost_retry"
 WORKER_USER = "system:worker"
 MAX_ATTEMPTS = 10
 
 
 def install(service: Service) -> None:
-    """Subscribe the cost job to ``study.stable`` and register its handler."""
+    """Subscribe the cost job to ``study.stable``; register handlers and the watch."""
     events.subscribe(events.STUDY_STABLE, JOB_KIND)
-    service.job_handlers[JOB_KIND] = handle_cost_jobs
+    service.job_handlers[JOB_KIND] = _handler("study stable")
+    service.job_handlers[RETRY_KIND] = _handler("uncosted study tried again")
+    service.periodic.append(MappingWatch())
 
 
-def handle_cost_jobs(service: Service, job_ids: list[int]) -> None:
+def _handler(reason: str) -> Callable[[Service, list[int]], None]:
+    def handle(service: Service, job_ids: list[int]) -> None:
+        handle_cost_jobs(service, job_ids, reason=reason)
+
+    return handle
+
+
+def handle_cost_jobs(service: Service, job_ids: list[int], *, reason: str = "study stable") -> None:
     """Cost the study of each claimed job; finish it, or fail it for a retry."""
     mappers = Mappers.from_settings(service.settings.costing)
     for job_id in job_ids:
@@ -45,7 +62,7 @@ def handle_cost_jobs(service: Service, job_ids: list[int]) -> None:
                         session,
                         study,
                         mappers,
-                        reason="study stable",
+                        reason=reason,
                         created_by=WORKER_USER,
                         store=service.store,
                     )
@@ -59,10 +76,52 @@ def handle_cost_jobs(service: Service, job_ids: list[int]) -> None:
 
 
 def requeue_uncosted(session: Session) -> int:
-    """Enqueue a cost job for every open uncosted study (e.g. after a catalogue import)."""
-    uids = list(
+    """Queue a ``cost_retry`` job for every study still uncosted (open entries of
+    ``/api/costs/unmapped``) and every study whose cost job died; returns how many."""
+    uids = set(
         session.scalars(select(UncostedStudy.study_uid).where(UncostedStudy.resolved_at.is_(None)))
     )
-    for uid in uids:
-        jobs.enqueue(session, JOB_KIND, uid)
+    uids |= set(
+        session.scalars(
+            select(Job.ref).where(Job.kind.in_([JOB_KIND, RETRY_KIND]), Job.state == JobState.DEAD)
+        )
+    )
+    for uid in sorted(uids):
+        jobs.enqueue(session, RETRY_KIND, uid)
     return len(uids)
+
+
+def note_mapping(session: Session, mappers: Mappers) -> bool:
+    """Record the mapping configuration in force; True (and the uncosted studies
+    re-queued) if it was not seen before."""
+    fingerprint, text = mappers.fingerprint()
+    inserted = session.scalar(
+        insert_for(session, MappingVersion.__table__)
+        .values(fingerprint=fingerprint, mapping_json=text, first_seen_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["fingerprint"])
+        .returning(MappingVersion.__table__.c.id)
+    )
+    if inserted is None:
+        return False
+    count = requeue_uncosted(session)
+    log.info("costing mapping changed: %d uncosted studies queued again", count)
+    return True
+
+
+class MappingWatch:
+    """Periodic task: at the worker's first pass, note the mapping configuration (a
+    change of ``[costing]`` takes a restart, so once per process is enough)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self, service: Service) -> int:
+        if self.done:
+            return 0
+        try:
+            with service.db.session() as session:
+                note_mapping(session, Mappers.from_settings(service.settings.costing))
+            self.done = True
+        except Exception as exc:  # the database may be busy: next pass tries again
+            log.error("costing: mapping check failed (%s)", type(exc).__name__)
+        return 0

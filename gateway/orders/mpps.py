@@ -130,8 +130,13 @@ def _step_follows(session: Session, record: MppsRecord, status: str) -> None:
     )
 
 
-def create(session: Session, sop_uid: str, attrs: Dataset, calling_ae: str) -> MppsResult:
-    """N-CREATE: a new IN PROGRESS step, linked to its scheduled step when known."""
+def create(
+    session: Session, sop_uid: str, attrs: Dataset, calling_ae: str, *, films: int | None = None
+) -> MppsResult:
+    """N-CREATE: a new IN PROGRESS step, linked to its scheduled step when known.
+
+    ``films``: films printed per the Film Consumption Sequence, None if not reported.
+    """
     status = _text(attrs, "PerformedProcedureStepStatus")
     if status != IN_PROGRESS:
         return MppsResult(Outcome.INVALID_VALUE, "N-CREATE status must be IN PROGRESS")
@@ -149,6 +154,7 @@ def create(session: Session, sop_uid: str, attrs: Dataset, calling_ae: str) -> M
         performed_station_ae=_text(attrs, "PerformedStationAETitle")[:16],
         modality=_text(attrs, "Modality")[:16],
         series_json=_series(attrs),
+        films_printed=films,
         created_at=now,
         updated_at=now,
     )
@@ -161,8 +167,11 @@ def create(session: Session, sop_uid: str, attrs: Dataset, calling_ae: str) -> M
     return MppsResult(Outcome.OK)
 
 
-def update(session: Session, sop_uid: str, mods: Dataset) -> MppsResult:
-    """N-SET: refused once the step is COMPLETED or DISCONTINUED."""
+def update(
+    session: Session, sop_uid: str, mods: Dataset, *, films: int | None = None
+) -> MppsResult:
+    """N-SET: refused once the step is COMPLETED or DISCONTINUED; ``films`` (reported
+    films printed, None if the N-SET does not say) replaces the recorded count."""
     record = session.scalar(
         select(MppsRecord).where(MppsRecord.sop_instance_uid == sop_uid).with_for_update()
     )
@@ -175,6 +184,8 @@ def update(session: Session, sop_uid: str, mods: Dataset) -> MppsResult:
         return MppsResult(Outcome.INVALID_VALUE, "invalid Performed Procedure Step Status")
     if "PerformedSeriesSequence" in mods:
         record.series_json = _series(mods)
+    if films is not None:
+        record.films_printed = films
     changed = status != record.status
     record.status = status
     record.updated_at = utcnow()
