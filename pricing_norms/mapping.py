@@ -60,9 +60,9 @@ def normalize_code(text: str | None) -> str:
 
 
 def _period(start: date | None, end: date | None) -> str:
-    if start is None and end is None:
-        return "always"
-    return f"{start.isoformat() if start else '...'}..{end.isoformat() if end else 'open'}"
+    if start is None:
+        return "always" if end is None else f"until {end.isoformat()}"
+    return f"from {start.isoformat()}" if end is None else f"{start.isoformat()}..{end.isoformat()}"
 
 
 def _valid_on(start: date | None, end: date | None, on: date) -> bool:

@@ -227,9 +227,7 @@ def test_vietnamese_orders_costed_after_catalogue_import_film_and_pacs(
         CT_HEAD_FULL,
     )
     assert CT_HEAD_FULL == 147_296 and ct["price_bv"] == 550_100 and ct["price_variant"] == "FILM"
-    assert (
-        "service of the catalogue" in ct["mapping"] and ct["reason"] == "uncosted study tried again"
-    )
+    assert "service of the catalogue" in ct["mapping"] and ct["reason"].startswith("costed again")
     assert (mr["service_code"], mr["machine_code"], mr["full_cost"]) == (
         "18.0297.0065",
         "MR01",

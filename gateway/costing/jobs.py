@@ -1,7 +1,8 @@
 """The costing jobs: ``cost`` (every ``study.stable`` event enqueues one) and
-``cost_retry`` (a study left uncosted, tried again after a catalogue import, a mapping
-change or a staff statement about the study). Both cost the study with the catalogue
-and mapping in force; they differ only in the reason written on a new revision.
+``cost_retry``: a study left uncosted, tried again after a catalogue import or a mapping
+change, or a study whose facts changed (linked to an order by hand, films reported by
+MPPS). Both cost the study with the catalogue and mapping in force (a new revision only
+when the figures change); they differ only in the reason written on a new revision.
 
 Each job runs in its own transaction, so one bad study does not hold back the others.
 A changed mapping configuration is noticed by :class:`MappingWatch` (a periodic task
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from gateway import events, jobs
 from gateway.costing.models import MappingVersion, UncostedStudy
 from gateway.costing.recording import Mappers, record_cost
-from gateway.models import Job, JobState, Study, utcnow
+from gateway.models import Job, JobState, Study, StudyState, utcnow
 from gateway.service import Service
 from gateway.upsert import insert_for
 
@@ -28,27 +29,39 @@ log = logging.getLogger(__name__)
 
 JOB_KIND = "cost"
 RETRY_KIND = "cost_retry"
+RETRY_REASON = "costed again: catalogue, mapping or study facts changed"
 WORKER_USER = "system:worker"
 MAX_ATTEMPTS = 10
+SUBSCRIPTIONS = (
+    (events.STUDY_STABLE, JOB_KIND),
+    (events.STUDY_RELINKED, RETRY_KIND),
+    (events.FILMS_REPORTED, RETRY_KIND),
+)
 
 
 def install(service: Service) -> None:
     """Subscribe the cost job to ``study.stable``; register handlers and the watch."""
-    events.subscribe(events.STUDY_STABLE, JOB_KIND)
-    service.job_handlers[JOB_KIND] = _handler("study stable")
-    service.job_handlers[RETRY_KIND] = _handler("uncosted study tried again")
+    for event, kind in SUBSCRIPTIONS:
+        events.subscribe(event, kind)
+    service.job_handlers[JOB_KIND] = _handler("study stable", only_stable=False)
+    service.job_handlers[RETRY_KIND] = _handler(RETRY_REASON, only_stable=True)
     service.periodic.append(MappingWatch())
 
 
-def _handler(reason: str) -> Callable[[Service, list[int]], None]:
+def _handler(reason: str, *, only_stable: bool) -> Callable[[Service, list[int]], None]:
     def handle(service: Service, job_ids: list[int]) -> None:
-        handle_cost_jobs(service, job_ids, reason=reason)
+        handle_cost_jobs(service, job_ids, reason=reason, only_stable=only_stable)
 
     return handle
 
 
-def handle_cost_jobs(service: Service, job_ids: list[int], *, reason: str = "study stable") -> None:
-    """Cost the study of each claimed job; finish it, or fail it for a retry."""
+def handle_cost_jobs(
+    service: Service, job_ids: list[int], *, reason: str = "study stable", only_stable: bool = False
+) -> None:
+    """Cost the study of each claimed job; finish it, or fail it for a retry.
+
+    ``only_stable``: a study still arriving is left to its ``study.stable`` job.
+    """
     mappers = Mappers.from_settings(service.settings.costing)
     for job_id in job_ids:
         try:
@@ -57,7 +70,7 @@ def handle_cost_jobs(service: Service, job_ids: list[int], *, reason: str = "stu
                 study = (
                     session.scalar(select(Study).where(Study.study_uid == job.ref)) if job else None
                 )
-                if study is not None:
+                if study is not None and not (only_stable and study.state != StudyState.STABLE):
                     record_cost(
                         session,
                         study,

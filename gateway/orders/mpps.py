@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway import events
 from gateway.models import utcnow
 from gateway.orders.models import (
     MppsRecord,
@@ -164,6 +165,8 @@ def create(
     except IntegrityError:
         return MppsResult(Outcome.DUPLICATE, "MPPS instance exists")
     _step_follows(session, record, status)
+    if films is not None and study_uid:
+        events.emit(session, events.FILMS_REPORTED, study_uid)
     return MppsResult(Outcome.OK)
 
 
@@ -184,8 +187,10 @@ def update(
         return MppsResult(Outcome.INVALID_VALUE, "invalid Performed Procedure Step Status")
     if "PerformedSeriesSequence" in mods:
         record.series_json = _series(mods)
-    if films is not None:
+    if films is not None and films != record.films_printed:
         record.films_printed = films
+        if record.study_instance_uid:
+            events.emit(session, events.FILMS_REPORTED, record.study_instance_uid)
     changed = status != record.status
     record.status = status
     record.updated_at = utcnow()
