@@ -30,7 +30,7 @@ from gateway.costing.models import (
 )
 from gateway.costing.recording import Mappers
 from gateway.db import Database
-from gateway.models import Job, utcnow
+from gateway.models import Job, Study, utcnow
 from gateway.settings import CostingSettings
 from gateway.studies import mark_stable
 from gateway.worker import Worker
@@ -261,3 +261,35 @@ def test_mpps_zero_films_prices_the_ct_with_its_pacs_price(
     document = rec["record"]
     assert (document["delivery_source"], document["films_printed"]) == ("mpps", 0)
     assert document["price_decision_number"] == "313/QĐ-BYT"
+
+
+def test_mpps_films_reach_the_facts_by_uid_or_accession(database: Database) -> None:
+    from gateway.costing.facts import facts_for_study
+    from gateway.orders import mpps
+
+    by_uid = add_study(database, accession="ACC-F1")
+    by_accession = add_study(database, accession="ACC-F2")
+    silent = add_study(database, accession="ACC-F3")
+    for event, kind in costing_jobs.SUBSCRIPTIONS:
+        events.subscribe(event, kind)
+    try:
+        with database.session() as session:
+            assert mpps.create(session, generate_uid(), _mpps_create(by_uid, ""), "CT",
+                               films=2).outcome is mpps.Outcome.OK  # fmt: skip
+            assert mpps.create(session, generate_uid(), _mpps_create("", "ACC-F2"), "CT",
+                               films=0).outcome is mpps.Outcome.OK  # fmt: skip
+            assert mpps.create(session, generate_uid(), _mpps_create(silent, "ACC-F3"), "CT",
+                               films=None).outcome is mpps.Outcome.OK  # fmt: skip
+    finally:
+        for event, kind in costing_jobs.SUBSCRIPTIONS:
+            events.unsubscribe(event, kind)
+    with database.session() as session:
+        pks = {s.study_uid: s.id for s in session.scalars(select(Study))}
+        films = [
+            facts_for_study(session, pks[u]).films_printed for u in (by_uid, by_accession, silent)
+        ]
+        retry = {
+            j.ref for j in session.scalars(select(Job).where(Job.kind == costing_jobs.RETRY_KIND))
+        }
+    assert films == [2, 0, None]
+    assert retry == {by_uid, by_accession}  # each reported count costs its study again

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import events
-from gateway.models import utcnow
+from gateway.models import Study, utcnow
 from gateway.orders.models import (
     MppsRecord,
     Order,
@@ -131,6 +131,23 @@ def _step_follows(session: Session, record: MppsRecord, status: str) -> None:
     )
 
 
+def _films_reported(session: Session, record: MppsRecord) -> None:
+    """Tell costing that the study of ``record`` (by UID, else accession) has a film count."""
+    uid = record.study_instance_uid
+    if not uid and record.accession_number:
+        uid = (
+            session.scalar(
+                select(Study.study_uid)
+                .where(Study.accession_number == record.accession_number)
+                .order_by(Study.id.desc())
+                .limit(1)
+            )
+            or ""
+        )
+    if uid:
+        events.emit(session, events.FILMS_REPORTED, uid)
+
+
 def create(
     session: Session, sop_uid: str, attrs: Dataset, calling_ae: str, *, films: int | None = None
 ) -> MppsResult:
@@ -165,8 +182,8 @@ def create(
     except IntegrityError:
         return MppsResult(Outcome.DUPLICATE, "MPPS instance exists")
     _step_follows(session, record, status)
-    if films is not None and study_uid:
-        events.emit(session, events.FILMS_REPORTED, study_uid)
+    if films is not None:
+        _films_reported(session, record)
     return MppsResult(Outcome.OK)
 
 
@@ -189,8 +206,7 @@ def update(
         record.series_json = _series(mods)
     if films is not None and films != record.films_printed:
         record.films_printed = films
-        if record.study_instance_uid:
-            events.emit(session, events.FILMS_REPORTED, record.study_instance_uid)
+        _films_reported(session, record)
     changed = status != record.status
     record.status = status
     record.updated_at = utcnow()
