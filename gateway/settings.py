@@ -11,7 +11,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +27,7 @@ from pydantic_settings import (
 )
 
 from gateway.identifiers import validate_ae_title
+from pricing_norms.mapping import MapEntry, ServiceMapper
 
 CONFIG_ENV = "RISGATE_CONFIG"
 _config_file: str | None = None  # set by load_settings() while it builds Settings
@@ -178,6 +186,13 @@ class CostingRule(_Section):
     effective_from: date | None = None
     effective_to: date | None = None
 
+    @model_validator(mode="after")
+    def _period(self) -> CostingRule:
+        start, end = self.effective_from, self.effective_to
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"rule {self.rule_id}: effective_to {end} is before {start}")
+        return self
+
 
 class CostingSettings(_Section):
     """Study -> service / machine mapping and per-department film policy for costing.
@@ -194,6 +209,21 @@ class CostingSettings(_Section):
     default_department: str = Field(default="", max_length=64)
     filmless_departments: list[str] = Field(default_factory=list)
     filmless_default: bool = False
+
+    def site_map(self) -> list[MapEntry]:
+        """``procedure_map`` as dated entries (a plain service code is always valid)."""
+        return [
+            MapEntry(code, t)
+            if isinstance(t, str)
+            else MapEntry(code, t.service_code, t.effective_from, t.effective_to)
+            for code, target in self.procedure_map.items()
+            for t in ([target] if isinstance(target, str) else target)
+        ]
+
+    @model_validator(mode="after")
+    def _site_map_is_unambiguous(self) -> CostingSettings:
+        ServiceMapper(entries=tuple(self.site_map()))  # ValueError: overlap, reversed dates
+        return self
 
 
 class ReconcileSettings(_Section):

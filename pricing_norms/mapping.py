@@ -158,6 +158,11 @@ class MappingRule:
     effective_from: date | None = None
     effective_to: date | None = None
 
+    def __post_init__(self) -> None:
+        start, end = self.effective_from, self.effective_to
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"rule {self.rule_id}: effective_to {end} before {start}")
+
     def mismatch(self, facts: StudyFacts) -> str | None:
         """None if the rule matches ``facts``, else why not."""
         if not _valid_on(self.effective_from, self.effective_to, facts.study_date):

@@ -118,12 +118,18 @@ def test_dated_site_map_from_settings() -> None:
         ]
     ]
     assert codes == ["18.0149.0040", "18.9149.0040", "18.0119.0028"]
+    # ambiguous or reversed periods stop the configuration from loading
     with pytest.raises(ValueError, match="overlaps"):
-        Mappers.from_settings(
-            CostingSettings.model_validate(
-                {"procedure_map": {"K": [{"service_code": "18.0149.0040"},
-                                         {"service_code": "18.0119.0028"}]}}
-            )
+        CostingSettings.model_validate(
+            {"procedure_map": {"K": [{"service_code": "18.0149.0040"},
+                                     {"service_code": "18.0119.0028"}]}}
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="overlaps"):  # one code, two spellings
+        CostingSettings(procedure_map={"xq-nguc": "18.0119.0028", "XQ-NGUC ": "18.0126.0026"})
+    with pytest.raises(ValueError, match="effective_to 2027-12-31 is before 2028-01-01"):
+        CostingSettings.model_validate(
+            {"rules": [{"rule_id": "r", "service_code": "18.0149.0040", "modality": "CT",
+                        "effective_from": "2028-01-01", "effective_to": "2027-12-31"}]}
         )  # fmt: skip
 
 

@@ -38,7 +38,6 @@ from pricing_norms.mapping import (
     MappingRule,
     ServiceMapper,
     StudyFacts,
-    normalize_code,
 )
 
 log = logging.getLogger(__name__)
@@ -65,14 +64,10 @@ class Mappers:
             rules += example.rules
             by_station.update(machines.by_station_ae)
             by_serial.update(machines.by_serial)
-        for code, target in settings.procedure_map.items():  # the site's entries win
-            dated = [target] if isinstance(target, str) else target
-            entries[normalize_code(code)] = [
-                MapEntry(code, t)
-                if isinstance(t, str)
-                else MapEntry(code, t.service_code, t.effective_from, t.effective_to)
-                for t in dated
-            ]
+        site: dict[str, list[MapEntry]] = {}
+        for entry in settings.site_map():
+            site.setdefault(entry.local_code, []).append(entry)
+        entries.update(site)  # the site's entries of a code replace the example's
         rules += [
             MappingRule(
                 rule_id=r.rule_id,
