@@ -118,7 +118,7 @@ class StudyFacts:
 
     @property
     def delivery(self) -> Delivery:
-        """Filmless when flagged so or when the modality reported zero films printed."""
+        """The films printed decide when known (0 = filmless); else the ``filmless`` flag."""
         if self.films_printed is not None:
             return Delivery.FILM if self.films_printed > 0 else Delivery.FILMLESS
         return Delivery.FILMLESS if self.filmless else Delivery.FILM
