@@ -3,6 +3,10 @@
 State rules and effects live in :mod:`gateway.orders.mpps`; this maps them to PS3.4
 statuses (0x0111 duplicate, 0x0106 invalid value, 0x0112 no such instance, 0x0110 with
 error id 0xA710 for an N-SET after COMPLETED or DISCONTINUED).
+
+The Film Consumption Sequence (0040,0321), when the modality sends it, is decoded here
+(:func:`films_reported`) and handed on as a plain number: costing uses it to tell a
+study delivered on film from a filmless one.
 """
 
 from __future__ import annotations
@@ -40,6 +44,23 @@ _STATUS = {
 }
 
 
+def films_reported(ds: Dataset) -> int | None:
+    """Films printed per the Film Consumption Sequence (sum of Number of Films), or None
+    when the sequence is absent. A present but empty sequence reports zero films; an
+    item without a usable Number of Films counts as one film."""
+    if "FilmConsumptionSequence" not in ds:
+        return None
+    total = 0
+    for item in ds.FilmConsumptionSequence or []:
+        raw = item.get("NumberOfFilms")
+        try:
+            count = int(raw) if raw not in (None, "") else 1
+        except (TypeError, ValueError):
+            count = 1
+        total += max(count, 0)
+    return total
+
+
 def _status(result: MppsResult) -> int | Dataset:
     code = _STATUS[result.outcome]
     if code == STATUS_SUCCESS:
@@ -65,7 +86,9 @@ class MppsSCP:
         try:
             attrs = event.attribute_list
             with self.db.session() as session:
-                result = mpps.create(session, sop_uid, attrs, calling_ae)
+                result = mpps.create(
+                    session, sop_uid, attrs, calling_ae, films=films_reported(attrs)
+                )
         except Exception as exc:
             log.error("MPPS N-CREATE failed (%s)", type(exc).__name__)
             return STATUS_PROCESSING_FAILURE, None
@@ -79,7 +102,7 @@ class MppsSCP:
         try:
             mods = event.modification_list
             with self.db.session() as session:
-                result = mpps.update(session, sop_uid, mods)
+                result = mpps.update(session, sop_uid, mods, films=films_reported(mods))
         except Exception as exc:
             log.error("MPPS N-SET failed (%s)", type(exc).__name__)
             return STATUS_PROCESSING_FAILURE, None

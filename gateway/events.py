@@ -16,6 +16,7 @@ STUDY_STABLE = "study.stable"
 STUDY_VERIFIED = "study.verified"  # every destination holds every instance
 STUDY_RELINKED = "study.relinked"  # a person linked the study to an order
 PATIENT_CHANGED = "patient.changed"  # ADT update, merge or identifier change
+FILMS_REPORTED = "study.films_reported"  # MPPS Film Consumption Sequence recorded
 
 _subscribers: dict[str, list[str]] = defaultdict(list)
 

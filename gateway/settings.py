@@ -11,7 +11,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +29,7 @@ from pydantic_settings import (
 from gateway.identifiers import validate_ae_title
 from pricing_norms.claims import MA_MAY_RE
 from pricing_norms.machines import MachineCode, MachineCodes
+from pricing_norms.mapping import MapEntry, ServiceMapper
 
 CONFIG_ENV = "RISGATE_CONFIG"
 _config_file: str | None = None  # set by load_settings() while it builds Settings
@@ -156,6 +164,17 @@ class ForwardSettings(_Section):
     disk_high_water_percent: float = Field(default=90.0, gt=0, le=100)
 
 
+_SERVICE_CODE = r"^[0-9]{2}\.[0-9]{4}\.[0-9]{4}$"
+
+
+class DatedServiceCode(_Section):
+    """One dated target of the site map: the service code for studies in the period."""
+
+    service_code: str = Field(pattern=_SERVICE_CODE)
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+
 class CostingRule(_Section):
     """A study -> service rule (see ``pricing_norms.mapping.MappingRule``)."""
 
@@ -167,12 +186,25 @@ class CostingRule(_Section):
     contrast: bool | None = None
     min_instances: int | None = Field(default=None, ge=0)
     max_instances: int | None = Field(default=None, ge=0)
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _period(self) -> CostingRule:
+        start, end = self.effective_from, self.effective_to
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"rule {self.rule_id}: effective_to {end} is before {start}")
+        return self
 
 
 class CostingSettings(_Section):
-    """Study -> service / machine mapping and per-department film policy for costing."""
+    """Study -> service / machine mapping and per-department film policy for costing.
 
-    procedure_map: dict[str, str] = Field(default_factory=dict)
+    ``procedure_map`` maps a local procedure code either to one service code (always
+    valid) or to a list of dated service codes (``effective_from``/``effective_to``).
+    """
+
+    procedure_map: dict[str, str | list[DatedServiceCode]] = Field(default_factory=dict)
     rules: list[CostingRule] = Field(default_factory=list)
     machine_by_station: dict[str, str] = Field(default_factory=dict)
     machine_by_serial: dict[str, str] = Field(default_factory=dict)
@@ -180,6 +212,21 @@ class CostingSettings(_Section):
     default_department: str = Field(default="", max_length=64)
     filmless_departments: list[str] = Field(default_factory=list)
     filmless_default: bool = False
+
+    def site_map(self) -> list[MapEntry]:
+        """``procedure_map`` as dated entries (a plain service code is always valid)."""
+        return [
+            MapEntry(code, t)
+            if isinstance(t, str)
+            else MapEntry(code, t.service_code, t.effective_from, t.effective_to)
+            for code, target in self.procedure_map.items()
+            for t in ([target] if isinstance(target, str) else target)
+        ]
+
+    @model_validator(mode="after")
+    def _site_map_is_unambiguous(self) -> CostingSettings:
+        ServiceMapper(entries=tuple(self.site_map()))  # ValueError: overlap, reversed dates
+        return self
 
 
 class BillingMachine(_Section):

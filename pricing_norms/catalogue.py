@@ -41,6 +41,7 @@ __all__ = [
     "NormSet",
     "Override",
     "Price",
+    "PriceVariant",
     "Service",
     "StaffCategory",
     "StaffRate",
@@ -95,6 +96,19 @@ class Override(StrEnum):
 
     CONTRAST_ML = "CONTRAST_ML"  # quantity := StudyFacts.contrast_volume_ml
     FILM = "FILM"  # quantity := films printed; removed for filmless studies
+    PACS = "PACS"  # a line of filmless delivery only (e.g. online result); removed with film
+
+
+class PriceVariant(StrEnum):
+    """Which delivery a price is for (Decision 313/QĐ-BYT: a film and a PACS price).
+
+    ``ANY`` (empty text in files) is a price that does not distinguish, the only kind
+    before filmless PACS prices were approved.
+    """
+
+    ANY = ""
+    FILM = "FILM"  # result delivered on printed film
+    PACS = "PACS"  # filmless: result delivered through the RIS-PACS only
 
 
 class CapacityUnit(StrEnum):
@@ -171,7 +185,12 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """Prices of a service in force over a period, in whole VND."""
+    """Prices of a service in force over a period, in whole VND.
+
+    ``variant`` says which delivery the price is for (film, PACS/filmless, or either);
+    ``decision_number`` / ``decision_date`` name the approving decision (for example
+    ``313/QĐ-BYT`` of 2026-01-29), kept on every cost record priced with it.
+    """
 
     service_code: str
     don_gia_bh: int
@@ -180,6 +199,9 @@ class Price:
     effective_from: date
     effective_to: date | None = None
     legal_basis: str = ""
+    variant: PriceVariant = PriceVariant.ANY
+    decision_number: str = ""
+    decision_date: date | None = None
 
     def in_force(self, on: date) -> bool:
         """True if the price applies on ``on``."""
@@ -363,7 +385,7 @@ def validate_catalogue(
     _check_periods(
         check,
         "prices",
-        [(p.service_code, p.effective_from, p.effective_to) for p in prices],
+        [(_price_key(p), p.effective_from, p.effective_to) for p in prices],
         "the price of service",
     )
     _check_periods(
@@ -390,6 +412,12 @@ def validate_catalogue(
     _check_norm_lines(check, norm_lines, service_codes, set_codes, categories)
     _check_norm_set_overlaps(check, norm_sets, norm_lines)
     return check.issues
+
+
+def _price_key(price: Price) -> str:
+    """Prices must not overlap per service and variant (a film and a PACS price may)."""
+    variant = f" ({price.variant.value})" if price.variant is not PriceVariant.ANY else ""
+    return price.service_code + variant
 
 
 def _check_norm_lines(
@@ -436,6 +464,8 @@ def _check_norm_lines(
             check.add(table, index, "override", "CONTRAST_ML override only on a THUOC line")
         if line.override is Override.FILM and line.component is not Component.VAT_TU:
             check.add(table, index, "override", "FILM override only on a VAT_TU line")
+        if line.override is Override.PACS and line.component in DERIVED_COMPONENTS:
+            check.add(table, index, "override", f"PACS override not on a {line.component} line")
         item_key = (line.norm_set_code, line.service_code, line.component, line.item_code)
         if item_key in seen_items:
             check.add(table, index, "item_code", f"duplicate item {line.item_code} in this norm")
@@ -594,9 +624,33 @@ class Catalogue:
         """The norm set with this code, or None."""
         return self._set_by_code.get(code)
 
-    def price_on(self, service_code: str, on: date) -> Price | None:
-        """The price of ``service_code`` in force on ``on`` (unique by validation)."""
-        return _first(self._prices_by_service.get(service_code, ()), lambda p: p.in_force(on))
+    def price_on(
+        self, service_code: str, on: date, variant: PriceVariant = PriceVariant.ANY
+    ) -> Price | None:
+        """The price of ``service_code`` and ``variant`` in force on ``on`` (unique)."""
+        return _first(
+            self._prices_by_service.get(service_code, ()),
+            lambda p: p.variant is variant and p.in_force(on),
+        )
+
+    def price_for_delivery(self, service_code: str, on: date, *, filmless: bool) -> Price | None:
+        """The price for how the result was delivered: the PACS price of a filmless
+        study (the film price of a study with film), else the undistinguished price.
+
+        A filmless study is never priced with a film price, nor a film study with a
+        PACS price: None then (the study is left uncosted with the reason).
+        """
+        wanted = PriceVariant.PACS if filmless else PriceVariant.FILM
+        return self.price_on(service_code, on, wanted) or self.price_on(service_code, on)
+
+    def prices_in_force(self, service_code: str, on: date) -> tuple[Price, ...]:
+        """Every price (any variant) of ``service_code`` in force on ``on``."""
+        return tuple(p for p in self._prices_by_service.get(service_code, ()) if p.in_force(on))
+
+    def service_in_force(self, code: str, on: date) -> Service | None:
+        """The service ``code`` if the catalogue prices it on ``on`` (any variant)."""
+        service = self._service_by_code.get(code)
+        return service if service is not None and self.prices_in_force(code, on) else None
 
     def norm_on(self, service_code: str, on: date) -> NormSelection | None:
         """The norm set covering ``service_code`` in force on ``on``, with its lines."""

@@ -35,6 +35,7 @@ from pricing_norms.catalogue import (
     NormSet,
     Override,
     Price,
+    PriceVariant,
     Service,
     StaffCategory,
     StaffRate,
@@ -229,6 +230,9 @@ TABLES: tuple[_Table, ...] = (
             _Column("effective_from", _date),
             _Column("effective_to", _date, None),
             _Column("legal_basis", _text, "", True),
+            _Column("variant", _enum_parser(PriceVariant, "price variant"), PriceVariant.ANY, True),
+            _Column("decision_number", _text, "", True),
+            _Column("decision_date", _date, None, True),
         ),
     ),
     _Table(

@@ -102,7 +102,7 @@ class ClaimContext:
     ma_may: str | None = None
     pham_vi: int = 1
     so_luong: Decimal = Decimal(1)
-    tyle_tt_dv: int = 100
+    tyle_tt_dv: int | None = None  # None: the cost record's (set on the study, else 100)
     tyle_tt_bh: int = 100
     muc_huong: int | None = None
     ma_pttt: int = 1
@@ -137,8 +137,9 @@ def _xml3_row(
     unit: str,
     supply: tuple[str, str] | None,
 ) -> dict[str, str]:
-    bv = claim_amount(quantity, price_bv, context.tyle_tt_dv)
-    bh = claim_amount(quantity, price_bh, context.tyle_tt_dv, context.tyle_tt_bh)
+    tyle_tt_dv = record.tyle_tt_dv if context.tyle_tt_dv is None else context.tyle_tt_dv
+    bv = claim_amount(quantity, price_bv, tyle_tt_dv)
+    bh = claim_amount(quantity, price_bh, tyle_tt_dv, context.tyle_tt_bh)
     money = (decimal_text(price_bv), decimal_text(price_bh))
     zero = "0"
     return {
@@ -154,7 +155,7 @@ def _xml3_row(
         "SO_LUONG": decimal_text(quantity),
         "DON_GIA_BV": money[0],
         "DON_GIA_BH": money[1],
-        "TYLE_TT_DV": str(context.tyle_tt_dv),
+        "TYLE_TT_DV": str(tyle_tt_dv),
         "TYLE_TT_BH": str(context.tyle_tt_bh),
         "THANH_TIEN_BV": str(bv),
         "THANH_TIEN_BH": str(bh),

@@ -12,7 +12,18 @@ Rounding rule (the only one in the subsystem)
 Quantities
     Norm quantities, except where the study shows the actual quantity: the CONTRAST_ML
     line takes ``facts.contrast_volume_ml`` when known; FILM lines take
-    ``facts.films_printed`` when known, and are removed for a filmless study otherwise.
+    ``facts.films_printed`` when known (the MPPS Film Consumption Sequence), and are
+    removed for a filmless study otherwise; PACS lines (costs of filmless delivery only)
+    are removed for a study delivered on film. So film is an internal consumable of the
+    norm (VAT_TU, never billed on its own) that follows how the result was delivered.
+
+Film or PACS price
+    The price follows the delivery too (Decision 313/QĐ-BYT approves a film and a
+    filmless PACS price per service): a filmless study takes the PACS price in force,
+    a study with film the film price, each falling back to a price that does not
+    distinguish (:meth:`~pricing_norms.catalogue.Catalogue.price_for_delivery`). The
+    record keeps the delivery, who decided it, the price variant and its decision.
+    ``tyle_tt_dv`` (XML3 TYLE_TT_DV) is carried from the facts for the claim export.
 
 Separately billed items (e.g. contrast agent, billed as a drug in XML2) are listed with
 their amount but are *not* in the component totals or the full cost:
@@ -20,7 +31,8 @@ their amount but are *not* in the component totals or the full cost:
 them) with the full cost: ``margin_bh = DON_GIA_BH - full_cost``, same for BV.
 
 ``cost_study`` is pure and deterministic; a :class:`CostRecord` has a stable dict/JSON
-form (``schema_version`` 1) for immutable storage.
+form (``schema_version`` 2; version 1 documents, written before price variants, still
+read, with an unknown delivery, variant ``""`` and TYLE_TT_DV 100) for immutable storage.
 """
 
 from __future__ import annotations
@@ -42,12 +54,13 @@ from pricing_norms.catalogue import (
     StaffCategory,
     capacity_unit_of,
 )
-from pricing_norms.mapping import StudyFacts
+from pricing_norms.mapping import Delivery, StudyFacts
 from pricing_norms.money import decimal_text, line_amount, to_decimal
 
 __all__ = ["SCHEMA_VERSION", "CostLine", "CostRecord", "CostingError", "cost_study"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_READABLE_SCHEMAS = (1, 2)
 _COMPONENT_ORDER = {component: index for index, component in enumerate(Component)}
 
 
@@ -127,7 +140,22 @@ class CostRecord:
     margin_bh: int
     margin_bv: int
     notes: tuple[str, ...] = ()
+    delivery: str = ""
+    delivery_source: str = ""
+    films_printed: int | None = None
+    price_variant: str = ""
+    price_decision_number: str = ""
+    price_decision_date: date | None = None
+    tyle_tt_dv: int = 100
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def price_decision(self) -> str:
+        """``"313/QĐ-BYT (2026-01-29)"``, the number alone, or ''."""
+        if not self.price_decision_number:
+            return ""
+        when = self.price_decision_date
+        return self.price_decision_number + (f" ({when.isoformat()})" if when else "")
 
     def total(self, component: Component) -> int:
         """Total of one component (0 if the norm has none)."""
@@ -158,6 +186,15 @@ class CostRecord:
             "margin_bh": self.margin_bh,
             "margin_bv": self.margin_bv,
             "notes": list(self.notes),
+            "delivery": self.delivery,
+            "delivery_source": self.delivery_source,
+            "films_printed": self.films_printed,
+            "price_variant": self.price_variant,
+            "price_decision_number": self.price_decision_number,
+            "price_decision_date": (
+                self.price_decision_date.isoformat() if self.price_decision_date else None
+            ),
+            "tyle_tt_dv": self.tyle_tt_dv,
         }
 
     def to_json(self) -> str:
@@ -167,8 +204,10 @@ class CostRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostRecord:
         """Inverse of :meth:`to_dict`."""
-        if data.get("schema_version") != SCHEMA_VERSION:
+        if data.get("schema_version") not in _READABLE_SCHEMAS:
             raise ValueError(f"unsupported cost record schema {data.get('schema_version')!r}")
+        decided = data.get("price_decision_date")
+        films = data.get("films_printed")
         return cls(
             service_code=data["service_code"],
             service_name=data["service_name"],
@@ -191,6 +230,14 @@ class CostRecord:
             margin_bh=int(data["margin_bh"]),
             margin_bv=int(data["margin_bv"]),
             notes=tuple(data["notes"]),
+            delivery=data.get("delivery", ""),
+            delivery_source=data.get("delivery_source", ""),
+            films_printed=None if films is None else int(films),
+            price_variant=data.get("price_variant", ""),
+            price_decision_number=data.get("price_decision_number", ""),
+            price_decision_date=date.fromisoformat(decided) if decided else None,
+            tyle_tt_dv=int(data.get("tyle_tt_dv", 100)),
+            schema_version=int(data["schema_version"]),
         )
 
     @classmethod
@@ -203,6 +250,9 @@ def _actual_quantity(
     line: NormLine, facts: StudyFacts, notes: list[str]
 ) -> tuple[Decimal, str] | None:
     """Quantity and source for a line, or None if the study removes the line."""
+    if line.override is Override.PACS and facts.delivery is Delivery.FILM:
+        notes.append(f"delivered on film: filmless line {line.item_code} removed")
+        return None
     if line.override is Override.FILM:
         if facts.films_printed is not None:
             if facts.filmless and facts.films_printed > 0:
@@ -232,8 +282,16 @@ def cost_study(
     service = catalogue.service(service_code)
     if service is None:
         raise CostingError(f"unknown service {service_code}")
-    price = catalogue.price_on(service_code, on)
+    delivery = facts.delivery
+    price = catalogue.price_for_delivery(service_code, on, filmless=delivery is Delivery.FILMLESS)
     if price is None:
+        others = catalogue.prices_in_force(service_code, on)
+        if others:
+            variants = ", ".join(sorted(p.variant.value for p in others))
+            raise CostingError(
+                f"no price for a {delivery.value} study of {service_code} on {on} "
+                f"(delivery from {facts.delivery_source}); prices in force: {variants}"
+            )
         raise CostingError(f"no price in force for {service_code} on {on}")
     selection = catalogue.norm_on(service_code, on)
     if selection is None:
@@ -305,6 +363,13 @@ def cost_study(
         margin_bh=price.don_gia_bh - full_cost,
         margin_bv=price.don_gia_bv - full_cost,
         notes=tuple(notes),
+        delivery=delivery.value,
+        delivery_source=facts.delivery_source,
+        films_printed=facts.films_printed,
+        price_variant=price.variant.value,
+        price_decision_number=price.decision_number,
+        price_decision_date=price.decision_date,
+        tyle_tt_dv=facts.tyle_tt_dv,
     )
 
 

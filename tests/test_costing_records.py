@@ -57,7 +57,8 @@ def _run_cost_jobs(service) -> None:
             mark_stable(session, 0.0)
         Worker(service).run_once()
     finally:
-        events.unsubscribe(events.STUDY_STABLE, costing_jobs.JOB_KIND)
+        for event, kind in costing_jobs.SUBSCRIPTIONS:
+            events.unsubscribe(event, kind)
 
 
 def test_stable_study_gets_hand_computed_cost(database: Database, tmp_path: Path) -> None:

@@ -201,7 +201,7 @@ def test_record_json_round_trip_is_stable(catalogue: Catalogue) -> None:
     assert again == record
     assert again.to_json() == text
     data = json.loads(text)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2 and data["price_variant"] == "" and data["tyle_tt_dv"] == 100
     assert data["study_date"] == "2024-09-15"
     assert set(data["totals"]) == {c.value for c in Component}
     # 85.5 ml * 4,500 = 384,750

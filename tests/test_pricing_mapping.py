@@ -71,7 +71,7 @@ def test_unmapped_explains_why() -> None:
     facts = StudyFacts(DAY, "DX", body_part="CHEST", number_of_instances=5, procedure_code="P9")
     result = example_service_mapper().map(facts)
     assert not result.mapped and result.method is MappingMethod.UNMAPPED
-    assert "procedure code P9 not in mapping table" in result.reason
+    assert "site map: no entry for P9" in result.reason
     assert "dx-chest-1: 5 instances > 2" in result.reason
     ct_contrast_unknown_count = ServiceMapper(
         rules=(MappingRule("r", "18.0149.0040", "CT", min_instances=10),)

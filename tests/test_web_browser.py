@@ -300,3 +300,36 @@ def test_switch_language(browser: Any, site: dict[str, Any]) -> None:
     page.wait_for_load_state()
     assert page.locator("h1").inner_text() == "Báo cáo chi phí"
     page.context.close()
+
+
+def test_no_film_printed_from_the_studies_page(browser: Any, site: dict[str, Any]) -> None:
+    """Billing staff state "no film printed" on the studies page: a new revision without
+    the 2 films of the (illustrative) CT norm; radiologists get no such form."""
+    page = _login(browser, site, "radiologist")
+    page.goto("/ui/studies")
+    assert page.locator("details.billing-inputs").count() == 0
+    page.context.close()
+    page = _login(browser, site, "billing")
+    page.goto("/ui/studies")
+    row = page.locator(f'tr[data-study="{site["ct"]}"]')
+    row.locator("details.billing-inputs summary").click()
+    form = row.locator("details.billing-inputs form")
+    form.locator("select[name=filmless]").select_option("true")
+    form.locator("input[name=reason]").fill("trả kết quả qua PACS")
+    form.locator("button").click()
+    gw: GatewayProcess = site["gw"]
+    latest = _wait(
+        lambda: next(
+            (
+                r
+                for r in gw.get(f"/api/costs/{site['ct']}")["revisions"]
+                if r["delivery"] == "filmless"
+            ),
+            None,
+        ),
+        20,
+        "a filmless revision",
+    )
+    assert latest["created_by"] == USERS["billing"] and latest["full_cost"] == 368_087 - 60_000
+    assert gw.get(f"/api/costs/{site['ct']}")["inputs"]["filmless"] is True
+    page.context.close()

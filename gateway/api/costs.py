@@ -1,5 +1,6 @@
 """Cost record routes: the revisions of one study, recost with a reason (a new revision),
-and the studies that could not be costed (unmapped, no norm in force...)."""
+staff statements about a study (no film printed, TYLE_TT_DV) that cost it again, and the
+studies that could not be costed (unmapped, no norm in force...)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.api.deps import get_service, get_session
-from gateway.costing.models import CostRecordDocument, CostRecordRow, UncostedStudy
+from gateway.costing.models import (
+    CostRecordDocument,
+    CostRecordRow,
+    StudyBillingInput,
+    UncostedStudy,
+)
 from gateway.costing.recording import Mappers, record_cost
 from gateway.identifiers import is_valid_uid
-from gateway.models import Study
+from gateway.models import Study, utcnow
 from gateway.service import Service
 
 router = APIRouter(prefix="/api/costs", tags=["costs"])
@@ -42,6 +48,9 @@ def record_info(row: CostRecordRow, document: str | None = None) -> dict[str, An
         "full_cost": row.full_cost,
         "price_bh": row.price_bh,
         "price_bv": row.price_bv,
+        "price_variant": row.price_variant,
+        "delivery": row.delivery,
+        "tyle_tt_dv": row.tyle_tt_dv,
         "margin_bh": row.margin_bh,
         "margin_bv": row.margin_bv,
         "separately_billed": row.separately_billed,
@@ -104,8 +113,10 @@ def get_costs(study_uid: str, session: Annotated[Session, Depends(get_session)])
             UncostedStudy.study_pk == study.id, UncostedStudy.resolved_at.is_(None)
         )
     )
+    inputs = session.scalar(select(StudyBillingInput).where(StudyBillingInput.study_pk == study.id))
     return {
         "study_uid": study_uid,
+        "inputs": inputs_info(inputs),
         "revisions": [record_info(row, doc) for row, doc in rows],
         "uncosted": None
         if uncosted is None
@@ -147,4 +158,74 @@ def recost(
             result = record_info(outcome.record, document.record_json if document else None)
     if outcome.record is None:
         raise HTTPException(409, result)
+    return result
+
+
+class InputsRequest(BaseModel):
+    """What staff state about a study; a field left out keeps its value, null clears it."""
+
+    filmless: bool | None = None
+    tyle_tt_dv: int | None = Field(default=None, ge=0, le=100)
+    reason: str = Field(min_length=3, max_length=512)
+
+
+def inputs_info(row: StudyBillingInput | None) -> dict[str, Any]:
+    if row is None:
+        return {"filmless": None, "tyle_tt_dv": None}
+    return {
+        "filmless": row.filmless,
+        "tyle_tt_dv": row.tyle_tt_dv,
+        "reason": row.reason,
+        "updated_by": row.updated_by,
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+@router.post("/{study_uid}/inputs")
+def set_inputs(
+    study_uid: str,
+    body: InputsRequest,
+    request: Request,
+    service: Annotated[Service, Depends(get_service)],
+    x_risgate_user: Annotated[str | None, Header(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Record "no film printed" (``filmless``: the PACS price applies) and/or the service
+    payment percentage TYLE_TT_DV for a study, then cost it again (a new revision when
+    the figures change). Audited; billing staff and administrators only."""
+    given = body.model_fields_set - {"reason"}
+    if not given:
+        raise HTTPException(422, "give filmless and/or tyle_tt_dv")
+    if not body.reason.strip():
+        raise HTTPException(422, "reason is required")
+    user = actor(request, x_risgate_user)
+    mappers = Mappers.from_settings(service.settings.costing)
+    with service.db.session() as session:
+        study = _study(session, study_uid)
+        row = session.scalar(
+            select(StudyBillingInput).where(StudyBillingInput.study_pk == study.id)
+        )
+        if row is None:
+            row = StudyBillingInput(study_pk=study.id)
+            session.add(row)
+        if "filmless" in given:
+            row.filmless = body.filmless
+        if "tyle_tt_dv" in given:
+            row.tyle_tt_dv = body.tyle_tt_dv
+        row.reason, row.updated_by, row.updated_at = body.reason.strip(), user, utcnow()
+        session.flush()
+        outcome = record_cost(
+            session,
+            study,
+            mappers,
+            reason=f"staff: {body.reason.strip()}",
+            created_by=user,
+            store=service.store,
+        )
+        result: dict[str, Any] = {"inputs": inputs_info(row)}
+        if outcome.record is None:
+            result["uncosted"] = {"kind": outcome.issue_kind, "detail": outcome.detail}
+        else:
+            document = session.get(CostRecordDocument, outcome.record.id)
+            result["cost"] = record_info(outcome.record, document.record_json if document else None)
+            result["new_revision"] = outcome.created
     return result

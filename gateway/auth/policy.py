@@ -51,6 +51,7 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/costs/unmapped"): frozenset({A, B, I}),
     ("GET", "/api/costs/{study_uid}"): frozenset({A, B, I}),
     ("POST", "/api/costs/{study_uid}/recost"): frozenset({A, B}),
+    ("POST", "/api/costs/{study_uid}/inputs"): frozenset({A, B}),
     ("GET", "/api/reports/costs"): frozenset({A, B, I}),
     # users and audit
     ("GET", "/api/me"): ANY_USER,
@@ -104,6 +105,7 @@ AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/api/hl7/messages/{message_id}"): "view.hl7_message",
     ("GET", "/api/costs/{study_uid}"): "view.costs",
     ("POST", "/api/costs/{study_uid}/recost"): "change.recost",
+    ("POST", "/api/costs/{study_uid}/inputs"): "change.cost_inputs",
     ("POST", "/api/norms/import"): "change.norm_import",
     ("GET", "/api/reports/costs"): "export.cost_report",
     ("POST", "/api/queue/retry"): "change.retry_dead",

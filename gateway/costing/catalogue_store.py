@@ -45,6 +45,7 @@ from pricing_norms.catalogue import (
     NormSet,
     Override,
     Price,
+    PriceVariant,
     Service,
     StaffCategory,
     StaffRate,
@@ -183,6 +184,9 @@ def store_catalogue(
             effective_from=p.effective_from,
             effective_to=p.effective_to,
             legal_basis=p.legal_basis,
+            variant=p.variant.value,
+            decision_number=p.decision_number,
+            decision_date=p.decision_date,
         )
         for p in catalogue.prices
     ]
@@ -272,6 +276,9 @@ def load_version(session: Session, imp: NormImport) -> Catalogue:
                 r.effective_from,
                 r.effective_to,
                 r.legal_basis,
+                PriceVariant(r.variant),
+                r.decision_number,
+                r.decision_date,
             )
             for r in rows(CatPrice)
         ],

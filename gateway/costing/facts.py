@@ -4,6 +4,9 @@ From the DICOM index: study date, the main modality (the image series with most
 instances; SR/PR/KO and other non-image series are ignored), body part, station name
 (or the calling AE), instance count. From the stored files, when an instance store is
 given: Contrast/Bolus Agent and Volume, Device Serial Number (one instance per series).
+From MPPS, when the order tables exist: the films printed that the modality reported
+(Film Consumption Sequence) on the latest MPPS of the study (its Study Instance UID, or
+its accession number) that reported any.
 From the order, when the order tables exist (checked in ``Base.metadata`` at run time,
 so costing works before and without the order module): the procedure code and the
 department: the requested procedure reconciliation matched the study to (table
@@ -18,7 +21,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Base, Instance, Series, Study
@@ -73,6 +76,7 @@ def facts_for_study(
     agent, volume, serial = _from_files(session, [s.id for s, _ in chosen], store)
     procedure_code, department = order_info(session, study)
     return StudyFacts(
+        films_printed=films_reported(session, study),
         study_date=study_date_of(study),
         modality=modality,
         body_part=body_part or None,
@@ -122,6 +126,28 @@ def _from_files(
                 volume = max(volume or Decimal(0), value)
         serial = serial or (str(ds.get("DeviceSerialNumber", "") or "").strip() or None)
     return agent, volume, serial
+
+
+def films_reported(session: Session, study: Study) -> int | None:
+    """Films printed per the study's latest MPPS reporting them, or None (not reported).
+
+    An MPPS is the study's by Study Instance UID or, when the study has one, accession.
+    """
+    import gateway.all_models  # noqa: F401  (registers every model module's tables)
+
+    mpps = Base.metadata.tables.get("mpps")
+    if mpps is None or "films_printed" not in mpps.c:
+        return None
+    same_study = mpps.c.study_instance_uid == study.study_uid
+    if study.accession_number:  # an MPPS may name the order's accession only
+        same_study = or_(same_study, mpps.c.accession_number == study.accession_number)
+    films = session.scalar(
+        select(mpps.c.films_printed)
+        .where(same_study, mpps.c.films_printed.is_not(None))
+        .order_by(mpps.c.id.desc())
+        .limit(1)
+    )
+    return None if films is None else int(films)
 
 
 def _order_table() -> Table | None:

@@ -1,37 +1,67 @@
-"""The ``cost`` job: every ``study.stable`` event enqueues one; the handler costs the study.
+"""The costing jobs: ``cost`` (every ``study.stable`` event enqueues one) and
+``cost_retry``: a study left uncosted, tried again after a catalogue import or a mapping
+change, or a study whose facts changed (linked to an order by hand, films reported by
+MPPS). Both cost the study with the catalogue and mapping in force (a new revision only
+when the figures change); they differ only in the reason written on a new revision.
 
 Each job runs in its own transaction, so one bad study does not hold back the others.
-Installed by :func:`install` from ``gateway.extensions.install_extensions``.
+A changed mapping configuration is noticed by :class:`MappingWatch` (a periodic task
+of the worker role) at the first pass after start-up. Installed by :func:`install`
+from ``gateway.extensions.install_extensions``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import events, jobs
-from gateway.costing.models import UncostedStudy
+from gateway.costing.models import MappingVersion, UncostedStudy
 from gateway.costing.recording import Mappers, record_cost
-from gateway.models import Job, Study
+from gateway.models import Job, JobState, Study, StudyState, utcnow
 from gateway.service import Service
+from gateway.upsert import insert_for
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "cost"
+RETRY_KIND = "cost_retry"
+RETRY_REASON = "costed again: catalogue, mapping or study facts changed"
 WORKER_USER = "system:worker"
 MAX_ATTEMPTS = 10
+SUBSCRIPTIONS = (
+    (events.STUDY_STABLE, JOB_KIND),
+    (events.STUDY_RELINKED, RETRY_KIND),
+    (events.FILMS_REPORTED, RETRY_KIND),
+)
 
 
 def install(service: Service) -> None:
-    """Subscribe the cost job to ``study.stable`` and register its handler."""
-    events.subscribe(events.STUDY_STABLE, JOB_KIND)
-    service.job_handlers[JOB_KIND] = handle_cost_jobs
+    """Subscribe the cost job to ``study.stable``; register handlers and the watch."""
+    for event, kind in SUBSCRIPTIONS:
+        events.subscribe(event, kind)
+    service.job_handlers[JOB_KIND] = _handler("study stable", only_stable=False)
+    service.job_handlers[RETRY_KIND] = _handler(RETRY_REASON, only_stable=True)
+    service.periodic.append(MappingWatch())
 
 
-def handle_cost_jobs(service: Service, job_ids: list[int]) -> None:
-    """Cost the study of each claimed job; finish it, or fail it for a retry."""
+def _handler(reason: str, *, only_stable: bool) -> Callable[[Service, list[int]], None]:
+    def handle(service: Service, job_ids: list[int]) -> None:
+        handle_cost_jobs(service, job_ids, reason=reason, only_stable=only_stable)
+
+    return handle
+
+
+def handle_cost_jobs(
+    service: Service, job_ids: list[int], *, reason: str = "study stable", only_stable: bool = False
+) -> None:
+    """Cost the study of each claimed job; finish it, or fail it for a retry.
+
+    ``only_stable``: a study still arriving is left to its ``study.stable`` job.
+    """
     mappers = Mappers.from_settings(service.settings.costing)
     for job_id in job_ids:
         try:
@@ -40,12 +70,12 @@ def handle_cost_jobs(service: Service, job_ids: list[int]) -> None:
                 study = (
                     session.scalar(select(Study).where(Study.study_uid == job.ref)) if job else None
                 )
-                if study is not None:
+                if study is not None and not (only_stable and study.state != StudyState.STABLE):
                     record_cost(
                         session,
                         study,
                         mappers,
-                        reason="study stable",
+                        reason=reason,
                         created_by=WORKER_USER,
                         store=service.store,
                     )
@@ -59,10 +89,52 @@ def handle_cost_jobs(service: Service, job_ids: list[int]) -> None:
 
 
 def requeue_uncosted(session: Session) -> int:
-    """Enqueue a cost job for every open uncosted study (e.g. after a catalogue import)."""
-    uids = list(
+    """Queue a ``cost_retry`` job for every study still uncosted (open entries of
+    ``/api/costs/unmapped``) and every study whose cost job died; returns how many."""
+    uids = set(
         session.scalars(select(UncostedStudy.study_uid).where(UncostedStudy.resolved_at.is_(None)))
     )
-    for uid in uids:
-        jobs.enqueue(session, JOB_KIND, uid)
+    uids |= set(
+        session.scalars(
+            select(Job.ref).where(Job.kind.in_([JOB_KIND, RETRY_KIND]), Job.state == JobState.DEAD)
+        )
+    )
+    for uid in sorted(uids):
+        jobs.enqueue(session, RETRY_KIND, uid)
     return len(uids)
+
+
+def note_mapping(session: Session, mappers: Mappers) -> bool:
+    """Record the mapping configuration in force; True (and the uncosted studies
+    re-queued) if it was not seen before."""
+    fingerprint, text = mappers.fingerprint()
+    inserted = session.scalar(
+        insert_for(session, MappingVersion.__table__)
+        .values(fingerprint=fingerprint, mapping_json=text, first_seen_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["fingerprint"])
+        .returning(MappingVersion.__table__.c.id)
+    )
+    if inserted is None:
+        return False
+    count = requeue_uncosted(session)
+    log.info("costing mapping changed: %d uncosted studies queued again", count)
+    return True
+
+
+class MappingWatch:
+    """Periodic task: at the worker's first pass, note the mapping configuration (a
+    change of ``[costing]`` takes a restart, so once per process is enough)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self, service: Service) -> int:
+        if self.done:
+            return 0
+        try:
+            with service.db.session() as session:
+                note_mapping(session, Mappers.from_settings(service.settings.costing))
+            self.done = True
+        except Exception as exc:  # the database may be busy: next pass tries again
+            log.error("costing: mapping check failed (%s)", type(exc).__name__)
+        return 0

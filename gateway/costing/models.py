@@ -6,8 +6,9 @@ the current catalogue is the latest import. Old versions stay (audit: a cost rec
 names the import it was costed with). Exact numbers (quantities, VND/minute rates) are
 stored as canonical decimal text, money as integer VND.
 
-Cost records: one row per (study, revision), never updated. Reports read the latest
-revision of each study. The full ``CostRecord.to_dict()`` JSON lives in
+Cost records: one row per (study, revision), never updated; the row keeps the price
+variant (film / PACS), the delivery and TYLE_TT_DV, the document the price decision.
+Reports read the latest revision of each study. The full ``CostRecord.to_dict()`` JSON lives in
 ``cost_record_documents`` (1:1), so report scans do not drag kilobytes of JSON per row.
 """
 
@@ -84,6 +85,9 @@ class CatPrice(Base):
     effective_from: Mapped[date] = mapped_column(Date())
     effective_to: Mapped[date | None] = mapped_column(Date(), nullable=True)
     legal_basis: Mapped[str] = mapped_column(Text, default="")
+    variant: Mapped[str] = mapped_column(String(8), default="")
+    decision_number: Mapped[str] = mapped_column(String(128), default="")
+    decision_date: Mapped[date | None] = mapped_column(Date(), nullable=True)
 
 
 class CatNormLine(Base):
@@ -163,6 +167,9 @@ class CostRecordRow(Base):
     separately_billed: Mapped[int] = mapped_column(BigInteger, default=0)
     price_bh: Mapped[int] = mapped_column(BigInteger)
     price_bv: Mapped[int] = mapped_column(BigInteger)
+    price_variant: Mapped[str] = mapped_column(String(8), default="")
+    delivery: Mapped[str] = mapped_column(String(16), default="")
+    tyle_tt_dv: Mapped[int] = mapped_column(Integer, default=100)
     margin_bh: Mapped[int] = mapped_column(BigInteger)
     margin_bv: Mapped[int] = mapped_column(BigInteger)
     catalogue_import_pk: Mapped[int | None] = mapped_column(
@@ -203,3 +210,31 @@ class UncostedStudy(Base):
     first_seen_at: Mapped[datetime] = mapped_column(DateTime())
     last_seen_at: Mapped[datetime] = mapped_column(DateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(), nullable=True, index=True)
+
+
+class StudyBillingInput(Base):
+    """What billing staff stated about one study: result delivered without film (or
+    with film), and the service payment percentage (XML3 TYLE_TT_DV). ``None`` = not
+    stated. Every change is audited and costs the study again (a new revision)."""
+
+    __tablename__ = "cost_study_inputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_pk: Mapped[int] = mapped_column(ForeignKey("studies.id"), unique=True)
+    filmless: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    tyle_tt_dv: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(String(512), default="")
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class MappingVersion(Base):
+    """Each distinct costing mapping configuration seen at start-up (SHA-256 of it):
+    a new one re-queues the uncosted studies, which the new mapping may now cost."""
+
+    __tablename__ = "cost_mapping_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    mapping_json: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime())

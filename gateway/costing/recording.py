@@ -8,6 +8,7 @@ added. An explicit recost (a correction) always adds a revision with its reason.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from gateway.costing.models import (
     CostIssue,
     CostRecordDocument,
     CostRecordRow,
+    StudyBillingInput,
     UncostedStudy,
 )
 from gateway.models import Study, utcnow
@@ -30,7 +32,13 @@ from gateway.store import InstanceStore
 from pricing_norms.catalogue import Component
 from pricing_norms.costing import CostingError, CostRecord, cost_study
 from pricing_norms.example import example_machine_mapper, example_service_mapper
-from pricing_norms.mapping import MachineMapper, MappingRule, ServiceMapper, StudyFacts
+from pricing_norms.mapping import (
+    MachineMapper,
+    MapEntry,
+    MappingRule,
+    ServiceMapper,
+    StudyFacts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +53,21 @@ class Mappers:
 
     @classmethod
     def from_settings(cls, settings: CostingSettings) -> Mappers:
-        procedure_map: dict[str, str] = {}
+        entries: dict[str, list[MapEntry]] = {}
         rules: list[MappingRule] = []
         by_station: dict[str, str] = {}
         by_serial: dict[str, str] = {}
         if settings.use_example_mapping:
             example, machines = example_service_mapper(), example_machine_mapper()
-            procedure_map.update(example.procedure_map)
+            for entry in example.entries:
+                entries.setdefault(entry.local_code, []).append(entry)
             rules += example.rules
             by_station.update(machines.by_station_ae)
             by_serial.update(machines.by_serial)
-        procedure_map.update(settings.procedure_map)
+        site: dict[str, list[MapEntry]] = {}
+        for entry in settings.site_map():
+            site.setdefault(entry.local_code, []).append(entry)
+        entries.update(site)  # the site's entries of a code replace the example's
         rules += [
             MappingRule(
                 rule_id=r.rule_id,
@@ -66,24 +78,55 @@ class Mappers:
                 contrast=r.contrast,
                 min_instances=r.min_instances,
                 max_instances=r.max_instances,
+                effective_from=r.effective_from,
+                effective_to=r.effective_to,
             )
             for r in settings.rules
         ]
         by_station.update(settings.machine_by_station)
         by_serial.update(settings.machine_by_serial)
         return cls(
-            ServiceMapper(procedure_map=procedure_map, rules=tuple(rules)),
+            ServiceMapper(
+                rules=tuple(rules), entries=tuple(e for group in entries.values() for e in group)
+            ),
             MachineMapper(by_serial=by_serial, by_station_ae=by_station),
             settings,
         )
 
-    def adjust(self, facts: StudyFacts) -> StudyFacts:
-        """Apply the configured default department and film policy."""
-        department = facts.department or self.settings.default_department or None
-        filmless = self.settings.filmless_default or (
-            department is not None and department in self.settings.filmless_departments
+    def fingerprint(self) -> tuple[str, str]:
+        """SHA-256 of the mapping configuration in effect, and that configuration (JSON)."""
+        text = json.dumps(self.settings.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest(), text
+
+    def adjust(self, facts: StudyFacts, staff: StudyBillingInput | None = None) -> StudyFacts:
+        """Apply the default department, how the result was delivered and TYLE_TT_DV.
+
+        Delivery, first that applies: what staff stated for the study; the films the
+        modality reported by MPPS (0 = filmless); a filmless department (or
+        ``filmless_default``); otherwise on film.
+        """
+        settings = self.settings
+        department = facts.department or settings.default_department or None
+        films = facts.films_printed
+        if staff is not None and staff.filmless is not None:
+            filmless, films, source = staff.filmless, None, "staff"
+        elif films is not None:
+            filmless, source = films == 0, "mpps"
+        elif department is not None and department in settings.filmless_departments:
+            filmless, source = True, "department"
+        elif settings.filmless_default:
+            filmless, source = True, "setting"
+        else:
+            filmless, source = False, "default"
+        tyle = staff.tyle_tt_dv if staff is not None and staff.tyle_tt_dv is not None else 100
+        return dataclasses.replace(
+            facts,
+            department=department,
+            filmless=filmless,
+            films_printed=films,
+            delivery_source=source,
+            tyle_tt_dv=tyle,
         )
-        return dataclasses.replace(facts, department=department, filmless=filmless)
 
 
 @dataclass(frozen=True)
@@ -140,12 +183,13 @@ def record_cost(
 ) -> CostOutcome:
     """Cost ``study`` with the current catalogue; add a revision if the figures changed
     (always when ``force``). Unmapped or uncostable studies are noted, not dropped."""
-    facts = mappers.adjust(facts_for_study(session, study.id, store=store))
+    staff = session.scalar(select(StudyBillingInput).where(StudyBillingInput.study_pk == study.id))
+    facts = mappers.adjust(facts_for_study(session, study.id, store=store), staff)
     current = load_current(session)
     if current is None:
         return _note_uncosted(session, study, CostIssue.NO_CATALOGUE, "no catalogue", facts)
     imp, catalogue = current
-    service = mappers.service.map(facts)
+    service = mappers.service.map(facts, catalogue)
     if service.service_code is None:
         return _note_uncosted(session, study, CostIssue.UNMAPPED_SERVICE, service.reason, facts)
     machine = mappers.machine.map(facts)
@@ -217,6 +261,9 @@ def _insert(
         separately_billed=record.separately_billed,
         price_bh=record.price_bh,
         price_bv=record.price_bv,
+        price_variant=record.price_variant,
+        delivery=record.delivery,
+        tyle_tt_dv=record.tyle_tt_dv,
         margin_bh=record.margin_bh,
         margin_bv=record.margin_bv,
         catalogue_import_pk=import_pk,

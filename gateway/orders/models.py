@@ -215,5 +215,7 @@ class MppsRecord(Base):
     performed_station_ae: Mapped[str] = mapped_column(String(16), default="")
     modality: Mapped[str] = mapped_column(String(16), default="")
     series_json: Mapped[str] = mapped_column(Text, default="[]")
+    # Film Consumption Sequence (0040,0321): films printed, None when not reported
+    films_printed: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime())
     updated_at: Mapped[datetime] = mapped_column(DateTime())

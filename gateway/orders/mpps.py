@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.models import utcnow
+from gateway import events
+from gateway.models import Study, utcnow
 from gateway.orders.models import (
     MppsRecord,
     Order,
@@ -130,8 +131,30 @@ def _step_follows(session: Session, record: MppsRecord, status: str) -> None:
     )
 
 
-def create(session: Session, sop_uid: str, attrs: Dataset, calling_ae: str) -> MppsResult:
-    """N-CREATE: a new IN PROGRESS step, linked to its scheduled step when known."""
+def _films_reported(session: Session, record: MppsRecord) -> None:
+    """Tell costing that the study of ``record`` (by UID, else accession) has a film count."""
+    uid = record.study_instance_uid
+    if not uid and record.accession_number:
+        uid = (
+            session.scalar(
+                select(Study.study_uid)
+                .where(Study.accession_number == record.accession_number)
+                .order_by(Study.id.desc())
+                .limit(1)
+            )
+            or ""
+        )
+    if uid:
+        events.emit(session, events.FILMS_REPORTED, uid)
+
+
+def create(
+    session: Session, sop_uid: str, attrs: Dataset, calling_ae: str, *, films: int | None = None
+) -> MppsResult:
+    """N-CREATE: a new IN PROGRESS step, linked to its scheduled step when known.
+
+    ``films``: films printed per the Film Consumption Sequence, None if not reported.
+    """
     status = _text(attrs, "PerformedProcedureStepStatus")
     if status != IN_PROGRESS:
         return MppsResult(Outcome.INVALID_VALUE, "N-CREATE status must be IN PROGRESS")
@@ -149,6 +172,7 @@ def create(session: Session, sop_uid: str, attrs: Dataset, calling_ae: str) -> M
         performed_station_ae=_text(attrs, "PerformedStationAETitle")[:16],
         modality=_text(attrs, "Modality")[:16],
         series_json=_series(attrs),
+        films_printed=films,
         created_at=now,
         updated_at=now,
     )
@@ -158,11 +182,16 @@ def create(session: Session, sop_uid: str, attrs: Dataset, calling_ae: str) -> M
     except IntegrityError:
         return MppsResult(Outcome.DUPLICATE, "MPPS instance exists")
     _step_follows(session, record, status)
+    if films is not None:
+        _films_reported(session, record)
     return MppsResult(Outcome.OK)
 
 
-def update(session: Session, sop_uid: str, mods: Dataset) -> MppsResult:
-    """N-SET: refused once the step is COMPLETED or DISCONTINUED."""
+def update(
+    session: Session, sop_uid: str, mods: Dataset, *, films: int | None = None
+) -> MppsResult:
+    """N-SET: refused once the step is COMPLETED or DISCONTINUED; ``films`` (reported
+    films printed, None if the N-SET does not say) replaces the recorded count."""
     record = session.scalar(
         select(MppsRecord).where(MppsRecord.sop_instance_uid == sop_uid).with_for_update()
     )
@@ -175,6 +204,9 @@ def update(session: Session, sop_uid: str, mods: Dataset) -> MppsResult:
         return MppsResult(Outcome.INVALID_VALUE, "invalid Performed Procedure Step Status")
     if "PerformedSeriesSequence" in mods:
         record.series_json = _series(mods)
+    if films is not None and films != record.films_printed:
+        record.films_printed = films
+        _films_reported(session, record)
     changed = status != record.status
     record.status = status
     record.updated_at = utcnow()
