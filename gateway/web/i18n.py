@@ -102,7 +102,6 @@ TEXTS: dict[str, tuple[str, str]] = {
     "all_costed": ("Mọi ca đã được tính chi phí", "Every study is costed"),
     "why": ("Lý do", "Why"),
     "fix": ("Cách xử lý", "Fix"),
-    "reason": ("Lý do", "Reason"),
     "kind_UNMAPPED_SERVICE": ("Chưa ánh xạ dịch vụ", "Service not mapped"),
     "kind_NO_CATALOGUE": ("Chưa có danh mục định mức", "No norm catalogue"),
     "kind_COSTING_ERROR": ("Lỗi tính chi phí", "Costing error"),
