@@ -21,10 +21,13 @@ import httpx
 import pydicom
 import pytest
 from click.testing import CliRunner
+from lxml import etree
 from openpyxl import load_workbook
 
 from gateway.cli import main
 from gateway.local_orthanc import LocalOrthanc
+from pricing_norms.claims import XML3_COLUMNS
+from pricing_norms.claims_schema import SCHEMA_PATH
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
@@ -282,16 +285,22 @@ def test_vietnamese_orders_costed_after_catalogue_import_film_and_pacs(
                    json={"tyle_tt_dv": 50, "reason": "thanh toán 50% theo quy định"})  # fmt: skip
     assert r.status_code == 200 and r.json()["cost"]["tyle_tt_dv"] == 50
 
+    period = {"from": "2026-03-01", "to": "2026-03-31", "format": "xml3"}
+    refused = httpx.get(f"{gw.api}/api/reports/costs", params=period, headers=gw.headers,
+                        timeout=60)  # fmt: skip
+    assert refused.status_code == 409 and "illustrative" in refused.text.lower()
     xml = httpx.get(
         f"{gw.api}/api/reports/costs",
-        params={"from": "2026-03-01", "to": "2026-03-31", "format": "xml3"},
+        params={**period, "allow_illustrative": "true"},
         headers=gw.headers,
         timeout=60,
     )
     assert xml.status_code == 200
-    rows = {
-        item.findtext("MA_LK"): item for item in ET.fromstring(xml.content).iter("CHI_TIET_DVKT")
-    }
+    # Validated here by libxml2 against the schema file itself, columns in the table's order.
+    etree.XMLSchema(etree.parse(str(SCHEMA_PATH))).assertValid(etree.fromstring(xml.content))
+    items = list(ET.fromstring(xml.content).iter("CHI_TIET_DVKT"))
+    assert items and all([child.tag for child in item] == list(XML3_COLUMNS) for item in items)
+    rows = {item.findtext("MA_LK"): item for item in items}
     expected = {  # MA_LK: (MA_DICH_VU, DON_GIA_BV, TYLE_TT_DV, THANH_TIEN_BV = 1 x price x rate)
         "VN1": ("18.0149.0040", 550_100, 100, 550_100),
         "VN2": ("18.0297.0065", 2_250_800, 50, 2_250_800 * 50 // 100),
