@@ -215,7 +215,11 @@ class LinkError(Exception):
 def link(session: Session, study_uid: str, accession: str, by: str) -> MatchResult:
     """Link a study to the order with ``accession`` (a person's decision)."""
     accession = validate_accession(accession)
-    study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
+    # The study row first, as the receiver (then the match row): no lock-order deadlock
+    # with an instance of the same study being indexed; ``reprocess`` needs it anyway.
+    study_pk = session.scalar(
+        select(Study.id).where(Study.study_uid == study_uid).with_for_update()
+    )
     if study_pk is None:
         raise LinkError("study not found")
     rps = list(

@@ -193,7 +193,7 @@ def _correct_in_place(
 def handle_patient_sync(service: Service, job_ids: list[int]) -> None:
     for job_id, ref, _ in _jobs(service, job_ids):
         with service.db.session() as session:
-            if ref.isdigit():
-                for study_pk, study_uid in studies_of_patient(session, int(ref)):
+            if ref.isdigit():  # study rows locked in one order (``reprocess`` locks each)
+                for study_pk, study_uid in sorted(studies_of_patient(session, int(ref))):
                     reprocess(session, study_pk, study_uid)
             jobs.finish(session, [job_id])
