@@ -1,7 +1,8 @@
 """The correction's bookkeeping, in process on SQLite and PostgreSQL: retention keeps the
 local copy of a study whose correction is pending; a purged study is corrected in the
 PACS only (its jobs are not held for copies that are gone); a crash between deleting a
-PACS object and storing its corrected copy loses nothing (real Orthanc)."""
+PACS object and storing its corrected copy loses nothing; an Orthanc that overwrites
+replaces it in one step (real Orthanc, ``OverwriteInstances`` off and on)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from gateway.store import InstanceStore
 from gateway.verify import purge_verified
 from tests.support.ctgen import make_ct_study
 from tests.support.net import free_port
-from tests.support.pacs_objects import encoded, text_report
+from tests.support.pacs_objects import encoded, key_object_selection, text_report
 
 
 class _Svc:
@@ -183,3 +184,29 @@ def test_crash_between_delete_and_store_loses_nothing(pacs: LocalOrthanc, tmp_pa
     assert tags["OriginalAttributesSequence"][0]["ModifiedAttributesSequence"][0][
         "PatientName"
     ] == str(report.PatientName)
+
+
+def test_same_patient_id_replaced_when_orthanc_overwrites(
+    orthanc: LocalOrthanc, tmp_path: Path
+) -> None:
+    """With ``OverwriteInstances`` on, Orthanc replaces the instance itself (``Success``)."""
+    _, files = make_ct_study(tmp_path / "ct", 1, size=16, patient_id="BN2")
+    key_images = key_object_selection(files)
+    cfg = orthanc.config
+    client = OrthancClient(cfg.url, cfg.username, cfg.password, 30)
+    try:
+        orthanc_id, _ = client.store(encoded(key_images))
+        plan = CoercionPlan(values={"PatientID": "BN2", "AccessionNumber": "ACC2"})
+        assert pacs_correct.correct(client, orthanc_id, plan, tmp_path / "staging")
+        assert client.study_instances(str(key_images.StudyInstanceUID)) == [
+            (orthanc_id, str(key_images.SOPInstanceUID))
+        ]
+        assert pacs_correct.leftovers(tmp_path / "staging") == []
+    finally:
+        client.close()
+    with orthanc.client() as c:
+        tags = c.get(f"/instances/{orthanc_id}/tags", params={"simplify": ""}).json()
+    assert tags["AccessionNumber"] == "ACC2"
+    assert tags["OriginalAttributesSequence"][0]["ModifiedAttributesSequence"][0][
+        "AccessionNumber"
+    ] == str(key_images.AccessionNumber)
