@@ -20,7 +20,16 @@ from gateway import events, jobs
 from gateway.fastsql import FastSQL
 from gateway.identifiers import validate_accession
 from gateway.instance_meta import InstanceMeta
-from gateway.models import Instance, Job, JobState, Series, Study, utcnow
+from gateway.models import (
+    ForwardState,
+    Instance,
+    Job,
+    JobState,
+    Series,
+    Study,
+    StudyForward,
+    utcnow,
+)
 from gateway.orders.models import Order, OrderPatient, RequestedProcedure, ScheduledStep
 from gateway.receive import StoredInstance
 from gateway.reconcile_models import MatchState, StudyMatch
@@ -206,7 +215,11 @@ class LinkError(Exception):
 def link(session: Session, study_uid: str, accession: str, by: str) -> MatchResult:
     """Link a study to the order with ``accession`` (a person's decision)."""
     accession = validate_accession(accession)
-    study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
+    # The study row first, as the receiver (then the match row): no lock-order deadlock
+    # with an instance of the same study being indexed; ``reprocess`` needs it anyway.
+    study_pk = session.scalar(
+        select(Study.id).where(Study.study_uid == study_uid).with_for_update()
+    )
     if study_pk is None:
         raise LinkError("study not found")
     rps = list(
@@ -235,38 +248,87 @@ def _instance_refs(session: Session, study_pk: int) -> list[str]:
     ]
 
 
-def _move_jobs(session: Session, refs: list[str], source: str, target: str) -> int:
+def _move_jobs(
+    session: Session, refs: list[str], source: str, target: str, destination: str | None = None
+) -> int:
     if not refs:
         return 0
+    where = [Job.kind == "forward", Job.ref.in_(refs), Job.state == source]
+    if destination is not None:
+        where.append(Job.destination == destination)
     result = session.execute(
         update(Job)
-        .where(Job.kind == "forward", Job.ref.in_(refs), Job.state == source)
+        .where(*where)
         .values(state=target, attempts=0, next_attempt_at=utcnow(), updated_at=utcnow())
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# The job kind that corrects studies already in the PACS (``gateway.resend``).
+CORRECTION = "resend"
+
+
+def correction_pending(session: Session, study_uid: str) -> bool:
+    """True while a correction of the study in the PACS is queued or running."""
+    return (
+        session.scalar(
+            select(Job.id)
+            .where(
+                Job.kind == CORRECTION,
+                Job.ref == study_uid,
+                Job.state.notin_([JobState.DONE]),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def reprocess(session: Session, study_pk: int, study_uid: str) -> None:
     """After a link or a patient change: send the study (again) with the order's values.
 
     Instances not yet sent are released. If some were sent already (uncorrected, or with
-    old values), everything is held while the ``resend`` job removes the study from the
-    destinations; then all instances go again, corrected, and are verified.
+    old values), the study's forward jobs are held while the ``resend`` job corrects the
+    study in each destination (``gateway.resend``); the local copy is kept meanwhile
+    (its ``study_forwards`` rows are no longer VERIFIED). The study row is locked first,
+    so retention (``gateway.verify.purge_verified``) either purged it before (the PACS
+    copy is then corrected in place) or sees the correction pending.
     """
+    purged = session.execute(
+        select(Study.purged_at).where(Study.id == study_pk).with_for_update()
+    ).first()
+    if purged is not None and purged[0] is not None:
+        events.emit(session, events.STUDY_RELINKED, study_uid)
+        return
     refs = _instance_refs(session, study_pk)
-    if _move_jobs(session, refs, JobState.DONE, JobState.HELD):
+    if _move_jobs(session, refs, JobState.DONE, JobState.HELD) or correction_pending(
+        session, study_uid
+    ):
+        _move_jobs(session, refs, JobState.PENDING, JobState.HELD)
+        session.execute(
+            update(StudyForward)
+            .where(StudyForward.study_pk == study_pk)
+            .values(state=ForwardState.PENDING, detail="correction pending", checked_at=utcnow())
+        )
         events.emit(session, events.STUDY_RELINKED, study_uid)
     else:
         _move_jobs(session, refs, JobState.HELD, JobState.PENDING)
         jobs.enqueue(session, "verify", study_uid)
 
 
-def release_after_removal(session: Session, study_uid: str) -> None:
-    """The destinations no longer hold the study: send every instance, then verify."""
+def release_corrected(
+    session: Session, study_uid: str, destination: str | None, corrected_in_place: list[int]
+) -> None:
+    """The destination no longer holds the study's old copies: its held forward jobs go
+    (corrected at send time), then the study is verified. ``corrected_in_place`` are
+    instances without a local copy, corrected in the PACS itself: their jobs are done."""
     study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
     if study_pk is None:
         return
-    _move_jobs(session, _instance_refs(session, study_pk), JobState.HELD, JobState.PENDING)
+    done = [str(pk) for pk in corrected_in_place]
+    _move_jobs(session, done, JobState.HELD, JobState.DONE, destination)
+    refs = [r for r in _instance_refs(session, study_pk) if r not in set(done)]
+    _move_jobs(session, refs, JobState.HELD, JobState.PENDING, destination)
     jobs.enqueue(session, "verify", study_uid)
 
 

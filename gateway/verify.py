@@ -6,9 +6,9 @@ local copy only after verification and ``forward.retention_hours``.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, String, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway import events, jobs
@@ -155,36 +155,72 @@ def verify_study(service: Service, study_uid: str) -> bool:
     return again
 
 
+def _not_done(cutoff: datetime) -> Select[int]:
+    """Studies not verified everywhere for the retention time."""
+    return select(StudyForward.study_pk).where(
+        StudyForward.state.notin_([ForwardState.VERIFIED, ForwardState.SENT])
+        | (StudyForward.verified_at > cutoff)
+    )
+
+
 def purge_verified(service: Service) -> int:
-    """Delete local copies of studies verified everywhere longer than the retention time."""
+    """Delete local copies of studies verified everywhere longer than the retention time.
+
+    Each study is checked again under its row lock (``reconcile.reprocess`` takes it too)
+    with no forward job left waiting: a correction that holds the study's jobs keeps its
+    local copy, however long it waits for the PACS.
+    """
     fwd = service.settings.forward
     cutoff = utcnow() - timedelta(hours=fwd.retention_hours)
     with service.db.sessions() as session:
-        not_done = select(StudyForward.study_pk).where(
-            StudyForward.state.notin_([ForwardState.VERIFIED, ForwardState.SENT])
-            | (StudyForward.verified_at > cutoff)
-        )
         candidates = list(
             session.scalars(
                 select(Study.study_uid)
                 .where(
                     Study.purged_at.is_(None),
                     Study.id.in_(select(StudyForward.study_pk)),
-                    Study.id.notin_(not_done),
+                    Study.id.notin_(_not_done(cutoff)),
                     Study.state == "STABLE",
                 )
                 .limit(100)
             )
         )
+    purged = 0
     for study_uid in candidates:
-        service.store.delete_study(study_uid)
         with service.db.session() as session:
-            session.execute(
-                update(Study).where(Study.study_uid == study_uid).values(purged_at=utcnow())
+            study_pk = session.scalar(
+                select(Study.id)
+                .where(Study.study_uid == study_uid, Study.purged_at.is_(None))
+                .with_for_update()
             )
-    if candidates:
-        log.info("purged the local copies of %d verified studies", len(candidates))
-    return len(candidates)
+            if study_pk is None or _still_needed(session, study_pk, cutoff):
+                continue
+            service.store.delete_study(study_uid)
+            session.execute(update(Study).where(Study.id == study_pk).values(purged_at=utcnow()))
+            purged += 1
+    if purged:
+        log.info("purged the local copies of %d verified studies", purged)
+    return purged
+
+
+def _still_needed(session: Session, study_pk: int, cutoff: datetime) -> bool:
+    """Read after the row lock: a correction committed meanwhile is seen."""
+    if session.scalar(
+        select(Study.id).where(Study.id == study_pk, Study.id.in_(_not_done(cutoff)))
+    ):
+        return True
+    waiting = (
+        select(Job.id)
+        .join(Instance, Job.ref == cast(Instance.id, String))
+        .join(Series, Series.id == Instance.series_pk)
+        .where(
+            Job.kind == FORWARD,
+            Series.study_pk == study_pk,
+            Job.state.in_([JobState.HELD, JobState.PENDING, JobState.RUNNING]),
+        )
+        .limit(1)
+    )
+    return session.scalar(waiting) is not None
 
 
 def requeue_verification(session: Session, job_ids: list[int]) -> None:
