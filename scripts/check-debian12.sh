@@ -110,7 +110,10 @@ print(*(s.getsockname()[1] for s in socks))
 )
 status=0
 say "scripts/run.sh (log: $logs/run.log)"
-in_root "cd /opt/risgate && export RISGATE_HTTP__PORT=$http_port RISGATE_DICOM__PORT=$dicom_port \
+# chroot itself in the background (not in_root, a subshell): run_pid is then, through
+# the execs, `risgate dev`, which stops on SIGTERM with its Orthanc.
+chroot "$root" /usr/bin/env -i "${env_in[@]}" /bin/bash -c "cd /opt/risgate \
+  && export RISGATE_HTTP__PORT=$http_port RISGATE_DICOM__PORT=$dicom_port \
   RISGATE_HL7__PORT=$hl7_port && exec scripts/run.sh --orthanc-http-port $orthanc_http \
   --orthanc-dicom-port $orthanc_dicom" >"$logs/run.log" 2>&1 &
 run_pid=$!
@@ -132,7 +135,11 @@ fi
 kill -TERM "$run_pid" 2>/dev/null || true
 stop_deadline=$((SECONDS + 60))
 while kill -0 "$run_pid" 2>/dev/null && [ "$SECONDS" -lt "$stop_deadline" ]; do sleep 1; done
-kill -KILL "$run_pid" 2>/dev/null || true
+if kill -0 "$run_pid" 2>/dev/null; then
+  say "run.sh: still running 60 s after SIGTERM; killed"
+  kill -KILL "$run_pid"
+  status=1
+fi
 wait "$run_pid" 2>/dev/null || true
 
 say "scripts/test.sh (log: $logs/test.log)"
