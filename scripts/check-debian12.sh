@@ -74,7 +74,7 @@ done
 # must the root (pip uses its own CA bundle unless told).
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-  chroot "$root" update-ca-certificates >/dev/null
+  chroot "$root" update-ca-certificates >"$logs/update-ca-certificates.log" 2>&1
   env_in+=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
 fi
 
