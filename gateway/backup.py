@@ -13,7 +13,9 @@ Archive layout: ``manifest.json``, ``database/risgate.sqlite`` | ``database/risg
 | ``database/copy/<table>.tsv``, ``store/instances/<study>/<series>/<sop>.dcm``.
 
 Restore runs with the gateway stopped; it refuses a target database with tables or a
-store with files unless ``force``, then brings the schema to the latest migration.
+store with files unless ``force``, then brings the schema to the latest migration. An
+archive with a member that is not a plain file or directory with a safe relative name is
+refused before anything is touched (``gateway.safe_tar``, on every Python 3.11).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.db import Database, make_engine
 from gateway.migrate import upgrade
+from gateway.safe_tar import UnsafeMemberError, check_name, extract
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -242,6 +245,23 @@ def read_manifest(tar: tarfile.TarFile) -> Manifest:
     return Manifest(**data)
 
 
+def _check_archive(tar: tarfile.TarFile) -> None:
+    """Refuse an archive with any member that is not a plain file or directory with a safe
+    relative name, before anything in the target is touched."""
+    for member in tar.getmembers():
+        try:
+            check_name(member)
+        except UnsafeMemberError as exc:
+            raise BackupError(f"unsafe backup archive: {exc}") from exc
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    try:
+        extract(tar, member, dest)
+    except UnsafeMemberError as exc:
+        raise BackupError(f"unsafe backup archive: {exc}") from exc
+
+
 def _database_in_use(db: Database) -> bool:
     with db.engine.connect() as conn:
         return bool(inspect(conn).get_table_names())
@@ -263,8 +283,7 @@ def _clear_database(db: Database) -> None:
 
 
 def _restore_sqlite(tar: tarfile.TarFile, url: str, tmp: Path) -> None:
-    member = tar.getmember(DB_SQLITE)
-    tar.extract(member, tmp, filter="data")
+    _extract(tar, tar.getmember(DB_SQLITE), tmp)
     target = _sqlite_path(url)
     target.parent.mkdir(parents=True, exist_ok=True)
     src = sqlite3.connect(tmp / DB_SQLITE)
@@ -277,7 +296,7 @@ def _restore_sqlite(tar: tarfile.TarFile, url: str, tmp: Path) -> None:
 
 
 def _restore_pg_dump(tar: tarfile.TarFile, url: str, tmp: Path) -> None:
-    tar.extract(tar.getmember(DB_PGDUMP), tmp, filter="data")
+    _extract(tar, tar.getmember(DB_PGDUMP), tmp)
     args, env = _pg_env_args(url)
     proc = subprocess.run(
         ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", *args,
@@ -342,6 +361,7 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Manife
     try:
         with tarfile.open(archive, "r:*") as tar:
             manifest = read_manifest(tar)
+            _check_archive(tar)
             in_use = [
                 what
                 for what, used in (
@@ -380,7 +400,7 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Manife
                 if not member.name.startswith(prefix) or not member.isfile():
                     continue
                 member.name = member.name[len(prefix) :]
-                tar.extract(member, instances_dir, filter="data")
+                _extract(tar, member, instances_dir)
         db.dispose()
         upgrade(db.engine)  # a backup from an older version is brought up to date
     finally:

@@ -14,6 +14,8 @@ python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 if [ "$mode" = test ]; then
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # Playwright's bundled node driver links libatomic, which a minimal Debian lacks.
+  ldconfig -p | grep 'libatomic\.so\.1 ' >/dev/null || need+=(libatomic1)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
@@ -30,4 +32,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test]'
   touch "$stamp"
+fi
+
+if [ "$mode" = test ] && ! out=$(.venv/bin/python -m playwright --version 2>&1); then
+  echo "bootstrap: Playwright's driver does not start: $out" >&2
+  exit 1
 fi
