@@ -18,9 +18,9 @@ from openpyxl import load_workbook
 
 from gateway.cli import main
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
+from tests.support.costing import CT_2024_FULL_COST
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
-from tests.test_costing_support import CT_2024_FULL_COST
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,8 @@ import yaml
 
 from gateway.settings import load_settings
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).parent.parent
 
 

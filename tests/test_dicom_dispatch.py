@@ -31,6 +31,7 @@ def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.unit
 def test_dispatcher_balances_counts_ends_and_passes_wake_ups() -> None:
     main_end, child_end = channel_pair()
     stored: list[bool] = []

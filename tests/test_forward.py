@@ -18,6 +18,7 @@ from gateway.models import Job
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu, storescu_acknowledged
 from tests.support.destination import destination_for
+from tests.support.tools import require
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +101,7 @@ def test_orthanc_down_before_and_during_send(
     study_uid, files = make_ct_study(tmp_path / "s", 200, size=64)
     assert storescu(gw.dicom_port, files[:80]).returncode == 0  # PACS down: kept and queued
     orthanc.start()
+    require("storescu")
     proc = subprocess.Popen(
         [
             "storescu",

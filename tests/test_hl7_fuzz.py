@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from hl7.errors import HL7Error
 from hl7.interpret import interpret
 from hl7.mllp import encode_frame
 from hl7.parse import parse
+
+pytestmark = pytest.mark.unit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7"
 SAMPLES = [p.read_bytes() for p in sorted(FIXTURES.glob("*.hl7"))]

@@ -15,6 +15,8 @@ from hl7.mllp_client import MLLPConnection, send
 from hl7.mllp_server import MLLPServer, is_allowed, parse_allowed_sources
 from hl7.parse import parse
 
+pytestmark = pytest.mark.unit
+
 HOST = "127.0.0.1"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
+import pytest
 from sqlalchemy import select, text
 
 from gateway import jobs
@@ -47,6 +48,7 @@ def test_never_buried_without_a_limit(database: Database) -> None:
     assert job.last_error == "refused"
 
 
+@pytest.mark.unit
 def test_backoff_bounds() -> None:
     for attempts in range(1, 20):
         delay = jobs.backoff_s(attempts, 2.0, 300.0)

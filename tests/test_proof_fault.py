@@ -28,6 +28,7 @@ from gateway.local_orthanc import LocalOrthanc
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.tools import require
 from tests.test_forward import orthanc_sop_uids, wait_for
 
 pytestmark = [
@@ -52,6 +53,7 @@ def _schedule(rng: random.Random) -> list[tuple[int, str]]:
 
 
 def _storescu(gw: GatewayProcess, files: list[Path]) -> subprocess.Popen[str]:
+    require("storescu")
     return subprocess.Popen(
         ["storescu", "-v", "-aet", "STORESCU", "-aec", "RISGATE", "127.0.0.1",
          str(gw.dicom_port), *map(str, files)],

@@ -20,7 +20,7 @@ from gateway.costing.reports import ReportQuery, parse_day, write_report
 from gateway.db import Database
 from gateway.models import Study
 from tests.support.auth import authed_client
-from tests.test_costing_support import (
+from tests.support.costing import (
     CT_2024_FULL_COST,
     CT_2025_FULL_COST,
     add_study,

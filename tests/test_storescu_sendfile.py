@@ -19,6 +19,7 @@ from dicom_nodes.event_driven import WakeableDUL
 from dicom_nodes.storescu import StoreSCU
 from tests.support.ctgen import make_ct_study
 from tests.support.net import free_port
+from tests.support.tools import require
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,7 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 @pytest.fixture
 def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    require("storescp")
     out = tmp_path / "received"
     out.mkdir()
     port = free_port()

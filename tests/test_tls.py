@@ -26,6 +26,7 @@ from tests.support.certs import CertSet, make_certs
 from tests.support.ctgen import make_ct_study
 from tests.support.gateway_proc import DEFAULT_PEERS, to_toml
 from tests.support.net import free_port
+from tests.support.tools import require
 
 pytestmark = pytest.mark.integration
 START = "20261125080000"
@@ -109,6 +110,7 @@ def tls_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsGateway
 
 
 def _dcmtk(*args: str) -> subprocess.CompletedProcess[str]:
+    require(args[0])
     return subprocess.run(
         list(args),
         capture_output=True,

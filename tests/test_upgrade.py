@@ -78,6 +78,7 @@ def _seed_0001(url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.integration
 def test_upgrade_from_0001_keeps_data_and_serves(db_url: str, tmp_path: Path) -> None:
     _seed_0001(db_url)
     engine = make_engine(db_url)
@@ -125,6 +126,7 @@ def test_migrations_match_models(db_url: str) -> None:
     assert diff == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("start", ["0001", "0002", "0003"])
 def test_every_step_reaches_heads(tmp_path: Path, start: str) -> None:
     url = f"sqlite:///{tmp_path / 'steps.db'}"

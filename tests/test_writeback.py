@@ -10,6 +10,8 @@ import pytest
 
 from dicom_nodes import writeback
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux")
 def test_sync_file_range_is_found_on_linux() -> None:
