@@ -7,7 +7,6 @@ figure -> XLSX read back with openpyxl and XML3 parsed back, with equal values.
 from __future__ import annotations
 
 import io
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.fixtures.orders.helpers import ack_code, orm, send_all
 from tests.support.costing import CT_2024_FULL_COST
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +52,7 @@ def test_order_study_cost_report(gateway_factory: type, tmp_path: Path) -> None:
     )
     assert storescu(gw.dicom_port, files).returncode == 0
 
-    deadline = time.monotonic() + 60
-    revisions: list[dict] = []
-    while time.monotonic() < deadline and not revisions:
-        revisions = gw.get(f"/api/costs/{uid}")["revisions"]
-        time.sleep(0.3)
-    assert revisions, gw.log_path.read_text()[-3000:]
+    revisions = wait_until(lambda: gw.get(f"/api/costs/{uid}")["revisions"], 60, "a cost record")
     [rec] = revisions
     assert (rec["service_code"], rec["machine_code"], rec["department"]) == (
         "18.0220.0041", "CT01", "K-CDHA",
