@@ -2,8 +2,9 @@
 
 Every test carries at least one tier marker (registered in pyproject.toml):
 
-- ``unit``: pure logic in this process, SQLite at most; runs with none of dcmtk, Orthanc,
-  PostgreSQL or Chromium installed (``pytest -m unit``);
+- ``unit``: logic in this process, SQLite at most, loopback sockets it opens itself, the
+  project's own CLI; runs with none of dcmtk, Orthanc, PostgreSQL or Chromium installed
+  (``pytest -m unit``);
 - ``integration``: real servers or programs (dcmtk, Orthanc, PostgreSQL, a gateway process);
 - ``browser``: a real headless Chromium; ``proof``: long proofs, bounded unless RISGATE_PROOF=full.
 
