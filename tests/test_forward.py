@@ -17,24 +17,12 @@ from gateway.local_orthanc import LocalOrthanc
 from gateway.models import Job
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu, storescu_acknowledged
-from tests.support.destination import destination_for
+from tests.support.destination import destination_for, orthanc_sop_uids
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.tools import require
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def orthanc_sop_uids(orthanc: LocalOrthanc, study_uid: str) -> set[str]:
-    with orthanc.client() as c:
-        found = c.post("/tools/lookup", content=study_uid).json()
-        ids = [f["ID"] for f in found if f["Type"] == "Study"]
-        if not ids:
-            return set()
-        return {
-            i["MainDicomTags"]["SOPInstanceUID"]
-            for i in c.get(f"/studies/{ids[0]}/instances").json()
-        }
 
 
 def _orthanc_has(orthanc: LocalOrthanc, study_uid: str, uids: set[str]) -> Callable[[], bool]:

@@ -26,11 +26,10 @@ import pytest
 
 from gateway.local_orthanc import LocalOrthanc
 from tests.support.ctgen import make_ct_study
-from tests.support.destination import destination_for
+from tests.support.destination import destination_for, orthanc_sop_uids
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.tools import require
 from tests.support.wait import wait_until
-from tests.test_forward import orthanc_sop_uids
 
 pytestmark = [
     pytest.mark.integration,
