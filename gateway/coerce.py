@@ -22,9 +22,6 @@ from sqlalchemy.orm import Session
 from gateway.orders.models import ScheduledStep
 from gateway.reconcile import matched_order
 
-# Top-level attributes set from the order (keyword -> value).
-PATIENT_KEYS = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex")
-
 
 @dataclass(frozen=True)
 class CoercionPlan:

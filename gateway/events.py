@@ -31,10 +31,6 @@ def unsubscribe(event: str, job_kind: str) -> None:
         _subscribers[event].remove(job_kind)
 
 
-def subscribers(event: str) -> list[str]:
-    return list(_subscribers[event])
-
-
 def emit(session: Session, event: str, ref: str) -> None:
     for kind in _subscribers[event]:
         jobs.enqueue(session, kind, ref)

@@ -19,8 +19,6 @@ import httpx
 
 from gateway.procutil import die_with_parent
 
-PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
-
 
 @dataclass
 class OrthancConfig:

@@ -23,11 +23,3 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
-
-
-def make_revision(engine: Engine, message: str) -> None:
-    """Autogenerate a new revision from the models (developers only)."""
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.revision(cfg, message=message, autogenerate=True)

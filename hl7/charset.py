@@ -1,4 +1,4 @@
-"""MSH-18 character set labels (HL7 table 0211) to Python codecs, and back."""
+"""MSH-18 character set labels (HL7 table 0211) to Python codecs."""
 
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ _LABELS: dict[str, str] = {
     "ISO_IR 100": "latin-1",
 }
 
-_TO_LABEL = {"utf-8": UTF8_LABEL, "latin-1": "8859/1", "ascii": "ASCII"}
-
 
 def codec_for(label: str, default: str = "utf-8") -> str | None:
     """Python codec for an MSH-18 value; ``default`` when empty; None when unknown."""
@@ -33,8 +31,3 @@ def codec_for(label: str, default: str = "utf-8") -> str | None:
     if not key:
         return default
     return _LABELS.get(key)
-
-
-def label_for(codec: str) -> str:
-    """MSH-18 value announcing ``codec`` ('' for codecs without a 0211 label)."""
-    return _TO_LABEL.get(codec, "")

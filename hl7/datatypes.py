@@ -42,11 +42,6 @@ def parse_datetime(value: str) -> datetime:
     )
 
 
-def parse_date(value: str) -> date:
-    """A DT value, or the date part of a DTM/TS value."""
-    return parse_datetime(value).date()
-
-
 def format_datetime(value: datetime, seconds: bool = True) -> str:
     """datetime -> ``YYYYMMDDHHMM[SS]`` plus ``+ZZZZ`` for aware values."""
     text = value.strftime("%Y%m%d%H%M%S" if seconds else "%Y%m%d%H%M")

@@ -1,8 +1,21 @@
-"""Shared fixtures: databases (SQLite and a throw-away PostgreSQL), real gateway processes."""
+"""Shared fixtures (databases, real gateway processes, a real Orthanc) and the test tiers.
+
+Every test carries at least one tier marker (registered in pyproject.toml):
+
+- ``unit``: logic in this process, SQLite at most, loopback sockets it opens itself, the
+  project's own CLI; runs with none of dcmtk, Orthanc, PostgreSQL or Chromium installed
+  (``pytest -m unit``);
+- ``integration``: real servers or programs (dcmtk, Orthanc, PostgreSQL, a gateway process);
+- ``browser``: a real headless Chromium; ``proof``: long proofs, bounded unless RISGATE_PROOF=full.
+
+A test using the ``db_url``/``database`` fixtures gets its tier from the database: the SQLite
+variant is ``unit``, the PostgreSQL variant ``integration``. A test that also needs real servers is
+``integration`` whatever the database, so the hook below drops the SQLite variant's ``unit``.
+A test with no tier, or one marked ``unit`` that reaches PostgreSQL, stops the run.
+"""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,19 +27,27 @@ from gateway.migrate import upgrade
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 from tests.support.postgres import PostgresCluster
+from tests.support.tools import require
 
-REQUIRED_TOOLS = ["storescu", "echoscu", "findscu", "Orthanc"]
+TIERS = ("unit", "integration", "browser", "proof")
+HEAVY_TIERS = frozenset(TIERS[1:])
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL for the session (Debian's server binaries, not on PATH)."""
     cluster = PostgresCluster()
     cluster.start()
     yield cluster
     cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.unit),
+        pytest.param("postgresql", marks=pytest.mark.integration),
+    ]
+)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
@@ -65,17 +86,36 @@ def gateway(gateway_factory: type) -> GatewayProcess:
     return gw
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
-    if missing:
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Settle each tier before ``-m`` selects; refuse tests whose tier is missing or false."""
+    untiered: list[str] = []
+    contradictory: list[str] = []
+    for item in items:
+        names = {mark.name for mark in item.iter_markers()}
+        if names & HEAVY_TIERS and "unit" in names:
+            # the SQLite parameter's ``unit`` does not hold for a test that starts real servers
+            item.own_markers[:] = [m for m in item.own_markers if m.name != "unit"]
+            names = {mark.name for mark in item.iter_markers()}
+        if not names & set(TIERS):
+            untiered.append(item.nodeid)
+        elif "unit" in names and names & HEAVY_TIERS:
+            contradictory.append(item.nodeid)
+    if untiered:
         raise pytest.UsageError(
-            f"missing tools {missing}: run scripts/test.sh, which installs them"
+            f"tests without a tier marker ({', '.join(TIERS)}): " + " ".join(untiered)
+        )
+    if contradictory:
+        raise pytest.UsageError(
+            "tests marked unit that need real servers or PostgreSQL (let the database fixture "
+            "give the tier): " + " ".join(contradictory)
         )
 
 
 @pytest.fixture
 def orthanc(tmp_path: Path) -> Iterator[LocalOrthanc]:
     """A real Orthanc on loopback (authentication on), fresh for each test."""
+    require("Orthanc")
     server = LocalOrthanc(
         OrthancConfig(work_dir=tmp_path / "orthanc", http_port=free_port(), dicom_port=free_port())
     )

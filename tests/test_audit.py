@@ -14,8 +14,8 @@ from gateway import audit
 from gateway.cli import main
 from gateway.db import Database
 from tests.support.auth import authed_client
+from tests.support.costing import make_service
 from tests.support.gateway_proc import to_toml
-from tests.test_costing_support import make_service
 
 
 def _fill(database: Database, n: int) -> list[int]:

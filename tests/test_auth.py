@@ -23,8 +23,10 @@ from gateway.models import utcnow
 from gateway.orders.models import HL7MessageRow
 from gateway.service import Service
 from tests.support.auth import PASSWORD, user_token
+from tests.support.costing import make_service
 from tests.support.gateway_proc import to_toml
-from tests.test_costing_support import make_service
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ from gateway.auth.models import Role
 from gateway.db import Database, make_engine
 from gateway.migrate import upgrade
 from tests.support.auth import user_token
-from tests.test_costing_support import make_service
+from tests.support.costing import make_service
+
+pytestmark = pytest.mark.unit
 
 PARAM_VALUES = {
     "message_id": "1",

@@ -9,6 +9,8 @@ import pytest
 
 from bench.run_all import CHECKS, main, table
 
+pytestmark = pytest.mark.unit
+
 RECORDS = [
     {"bench": "ingest", "gateway_ips": 150, "orthanc_ips": 194, "ratio_1": 0.77,
      "gateway_ips_4": 100, "orthanc_ips_4": 311, "ratio_4": 0.32, "gateway_rss_mb": 230},

@@ -31,7 +31,7 @@ from pricing_norms.catalogue_io import load_csv_dir
 from pricing_norms.claims_schema import validate_document
 from pricing_norms.example import EXAMPLE_DATA_DIR
 from tests.support.auth import authed_client
-from tests.test_costing_support import (
+from tests.support.costing import (
     CT_2024_FULL_COST,
     add_study,
     import_example,

@@ -20,6 +20,8 @@ from pricing_norms.exporters import XML_CHUNK_ROWS, write_xml130
 from pricing_norms.machines import MachineCode, MachineCodes
 from pricing_norms.mapping import StudyFacts
 
+pytestmark = pytest.mark.unit
+
 CT = "18.0220.0041"
 DX = "18.0119.0028"
 WHEN = datetime(2025, 6, 2, 8, 5)

@@ -9,8 +9,7 @@ is verified in Orthanc, or once ``commitment.timeout_s`` has passed for the rest
 from __future__ import annotations
 
 import queue
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.support.dcmtk import storescu
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import DEFAULT_PEERS, GatewayProcess
 from tests.support.net import free_port
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -127,15 +127,6 @@ def action_info(transaction_uid: str | None, refs: list[tuple[str, str]]) -> Dat
 
 def pairs(seq: Any) -> set[tuple[str, str]]:
     return {(str(i.ReferencedSOPClassUID), str(i.ReferencedSOPInstanceUID)) for i in seq}
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_gateway(
@@ -260,7 +251,7 @@ def test_unknown_instance_fails_after_timeout_and_report_waits_for_modality(
         fwd = gw.get(f"/api/studies/{study_uid}")["forwarding"]
         return [f["state"] for f in fwd] == ["VERIFIED"]
 
-    wait_for(verified, 30, "verification in Orthanc")
+    wait_until(verified, 30, "verification in Orthanc")
     never_sent = (CTImageStorage, generate_uid())
     transaction = generate_uid()
     info = action_info(transaction, [*sorted(refs), never_sent])
@@ -271,7 +262,7 @@ def test_unknown_instance_fails_after_timeout_and_report_waits_for_modality(
         items = gw.get("/api/commitments")["items"]
         return bool(items) and items[0]["report_attempts"] >= 2
 
-    wait_for(attempted, 30, "report attempts")
+    wait_until(attempted, 30, "report attempts")
     item = gw.get("/api/commitments")["items"][0]
     assert item["state"] == "REPORTING"
     assert "association" in item["last_error"]
@@ -289,7 +280,7 @@ def test_unknown_instance_fails_after_timeout_and_report_waits_for_modality(
     def reported() -> bool:
         return gw.get("/api/commitments")["items"][0]["state"] == "REPORTED"
 
-    wait_for(reported, 10, "the report recorded")
+    wait_until(reported, 10, "the report recorded")
     item = gw.get("/api/commitments", state="reported")["items"][0]
     assert (item["result"], item["event_type"], item["committed"], item["failed"]) == (
         "FAILURES",

@@ -158,6 +158,7 @@ def _info(**attrs: object) -> Dataset:
     return ds
 
 
+@pytest.mark.unit
 def test_parse_request_statuses() -> None:
     item = _info(ReferencedSOPClassUID=CTImageStorage, ReferencedSOPInstanceUID=f"{ROOT}.1")
     ok = _info(TransactionUID=f"{ROOT}.2", ReferencedSOPSequence=Sequence([item]))
@@ -179,6 +180,7 @@ def test_parse_request_statuses() -> None:
     assert err.value.status == 0x0213
 
 
+@pytest.mark.unit
 def test_report_address() -> None:
     peers = [
         DicomPeer(ae_title="NOPORT", host="10.0.0.5"),

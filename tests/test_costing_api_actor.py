@@ -8,7 +8,7 @@ from pathlib import Path
 from gateway.db import Database
 from pricing_norms.example import EXAMPLE_DATA_DIR
 from tests.support.auth import authed_client
-from tests.test_costing_support import add_study, import_example, make_service
+from tests.support.costing import add_study, import_example, make_service
 
 
 def test_actor_is_the_authenticated_user(database: Database, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ TYLE_TT_DV = 50 carried to the XML3 export.
 from __future__ import annotations
 
 import io
-import time
 import xml.etree.ElementTree as ET
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -29,13 +28,12 @@ from gateway.local_orthanc import LocalOrthanc
 from pricing_norms.claims import XML3_COLUMNS
 from pricing_norms.claims_schema import SCHEMA_PATH
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
+from tests.support.costing import CT_2024_FULL_COST
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
-from tests.support.destination import destination_for
+from tests.support.destination import destination_for, patient_id_in_orthanc
 from tests.support.gateway_proc import GatewayProcess
-from tests.test_costing_support import CT_2024_FULL_COST
-from tests.test_forward import wait_for
-from tests.test_reconcile import _patient_id_in_orthanc
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,12 +70,7 @@ def test_order_study_cost_report(gateway_factory: type, tmp_path: Path) -> None:
     )
     assert storescu(gw.dicom_port, files).returncode == 0
 
-    deadline = time.monotonic() + 60
-    revisions: list[dict] = []
-    while time.monotonic() < deadline and not revisions:
-        revisions = gw.get(f"/api/costs/{uid}")["revisions"]
-        time.sleep(0.3)
-    assert revisions, gw.log_path.read_text()[-3000:]
+    revisions = wait_until(lambda: gw.get(f"/api/costs/{uid}")["revisions"], 60, "a cost record")
     [rec] = revisions
     assert (rec["service_code"], rec["machine_code"], rec["department"]) == (
         "18.0220.0041", "CT01", "K-CDHA",
@@ -208,13 +201,15 @@ def test_vietnamese_orders_costed_after_catalogue_import_film_and_pacs(
 
     # Matched, corrected (patient data from the order) and forwarded to the PACS...
     for acc, uid in uids.items():
-        wait_for(lambda u=uid: _patient_id_in_orthanc(orthanc, u) is not None, 60, f"{acc} in PACS")
+        wait_until(
+            lambda u=uid: patient_id_in_orthanc(orthanc, u) is not None, 60, f"{acc} in PACS"
+        )
 
     # ...but not costed: no catalogue yet.
     def uncosted() -> dict[str, str]:
         return {i["study_uid"]: i["kind"] for i in gw.get("/api/costs/unmapped")["items"]}
 
-    wait_for(lambda: len(uncosted()) == 4, 60, "4 uncosted studies")
+    wait_until(lambda: len(uncosted()) == 4, 60, "4 uncosted studies")
     assert set(uncosted().values()) == {"NO_CATALOGUE"}
 
     # The catalogue arrives: no recost by hand, the cost_retry jobs cost every study.
@@ -224,7 +219,7 @@ def test_vietnamese_orders_costed_after_catalogue_import_film_and_pacs(
     r = httpx.post(f"{gw.api}/api/norms/import", files=upload, headers=gw.headers, timeout=60)
     assert r.status_code == 201, r.text
     assert r.json()["requeued"] == 4
-    wait_for(lambda: all(_latest(gw, u) for u in uids.values()), 60, "4 costed studies")
+    wait_until(lambda: all(_latest(gw, u) for u in uids.values()), 60, "4 costed studies")
     assert uncosted() == {}
 
     ct, mr, dx_film, dx = (_latest(gw, uids[a]) for a in ("VN1", "VN2", "VN3", "VN4"))

@@ -17,7 +17,7 @@ from gateway.costing.facts import facts_for_study
 from gateway.costing.recording import Mappers, record_cost
 from gateway.db import Database
 from gateway.models import Base, Instance, Series, Study, utcnow
-from tests.test_costing_support import CT_2024_FULL_COST, add_study, import_example, make_service
+from tests.support.costing import CT_2024_FULL_COST, add_study, import_example, make_service
 
 
 def _study(database: Database, uid: str) -> tuple[int, str]:

@@ -30,7 +30,7 @@ from gateway.models import Job, Study
 from gateway.studies import mark_stable
 from gateway.worker import Worker
 from pricing_norms.costing import CostRecord
-from tests.test_costing_support import (
+from tests.support.costing import (
     CT_2024_FULL_COST,
     CT_2025_FULL_COST,
     add_study,

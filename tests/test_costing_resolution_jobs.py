@@ -36,10 +36,10 @@ from gateway.studies import mark_stable
 from gateway.worker import Worker
 from pricing_norms.mapping import StudyFacts
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
+from tests.support.costing import add_study, import_example, make_service
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
-from tests.test_costing_support import add_study, import_example, make_service
-from tests.test_forward import wait_for
+from tests.support.wait import wait_until
 
 DAY = date(2026, 3, 10)
 FILM_PACS = Path(__file__).parent / "fixtures" / "pricing" / "film_pacs"  # ILLUSTRATIVE
@@ -98,6 +98,7 @@ def test_mapping_change_costs_unmapped_studies_by_job(database: Database, tmp_pa
         assert not costing_jobs.note_mapping(session, Mappers.from_settings(again.settings.costing))
 
 
+@pytest.mark.unit
 def test_dated_site_map_from_settings() -> None:
     settings = CostingSettings.model_validate(
         {"procedure_map": {
@@ -133,6 +134,7 @@ def test_dated_site_map_from_settings() -> None:
         )  # fmt: skip
 
 
+@pytest.mark.unit
 def test_site_map_overrides_example_entry_of_same_code() -> None:
     settings = CostingSettings(use_example_mapping=True, procedure_map={"xq-nguc": "18.0126.0026"})
     result = Mappers.from_settings(settings).service.map(
@@ -141,6 +143,7 @@ def test_site_map_overrides_example_entry_of_same_code() -> None:
     assert result.service_code == "18.0126.0026"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("staff", "films", "department", "expected"),
     [
@@ -165,6 +168,7 @@ def test_delivery_precedence(
     assert facts.tyle_tt_dv == 100
 
 
+@pytest.mark.unit
 def test_films_reported_from_the_film_consumption_sequence() -> None:
     ds = Dataset()
     assert films_reported(ds) is None
@@ -256,7 +260,7 @@ def test_mpps_zero_films_prices_the_ct_with_its_pacs_price(
         revisions = gw.get(f"/api/costs/{study_uid}")["revisions"]
         return revisions[0] if revisions else None
 
-    wait_for(lambda: latest() is not None, 60, "the cost record")
+    wait_until(lambda: latest() is not None, 60, "the cost record")
     rec = latest()
     assert rec is not None
     # CT head on CT01 without the film (147,296 with it, see tests/test_costing_e2e.py)

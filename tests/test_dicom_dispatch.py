@@ -7,8 +7,6 @@ import os
 import signal
 import socket
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -21,16 +19,10 @@ from dicom_nodes.dispatch import DONE, STORED, Dispatcher, channel_pair, receive
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.wait import wait_until
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
+@pytest.mark.unit
 def test_dispatcher_balances_counts_ends_and_passes_wake_ups() -> None:
     main_end, child_end = channel_pair()
     stored: list[bool] = []
@@ -45,7 +37,7 @@ def test_dispatcher_balances_counts_ends_and_passes_wake_ups() -> None:
         assert dispatcher.hand_off(a, ("10.0.0.7", 4242), local_load=0)
         assert not dispatcher.hand_off(a, ("10.0.0.8", 4243), local_load=0)
         assert dispatcher.hand_off(a, ("10.0.0.9", 4244), local_load=1)
-        _wait(lambda: len(handed) == 2)
+        wait_until(lambda: len(handed) == 2, 5, "two connections handed")
         assert [addr for _, addr in handed] == [("10.0.0.7", 4242), ("10.0.0.9", 4244)]
         # The handed descriptor is the same connection.
         handed[0][0].sendall(b"ping")
@@ -53,13 +45,19 @@ def test_dispatcher_balances_counts_ends_and_passes_wake_ups() -> None:
         # Two associations end in the receiver: it is the least busy again.
         child_end.send(DONE)
         child_end.send(DONE)
-        _wait(lambda: dispatcher.hand_off(a, ("10.0.0.10", 1), local_load=1))
+        wait_until(
+            lambda: dispatcher.hand_off(a, ("10.0.0.10", 1), local_load=1), 5, "a hand-off accepted"
+        )
         # An instance stored there wakes this process's senders.
         child_end.send(STORED)
-        _wait(lambda: stored == [True])
+        wait_until(lambda: stored == [True], 5, "the STORED message")
         # The receiver is gone: nothing more is handed to it.
         child_end.close()
-        _wait(lambda: not dispatcher.hand_off(a, ("10.0.0.11", 1), local_load=99))
+        wait_until(
+            lambda: not dispatcher.hand_off(a, ("10.0.0.11", 1), local_load=99),
+            5,
+            "hand-offs refused once the receiver is gone",
+        )
     finally:
         for conn, _ in handed:
             conn.close()
@@ -104,7 +102,10 @@ def test_four_associations_split_two_and_two_then_a_receiver_dies(
     assert gw.process is not None
     (child,) = _children(gw.process.pid)
     os.kill(child, signal.SIGKILL)
-    time.sleep(0.5)
+    wait_until(
+        lambda: "DICOM receiver process 1 is gone" in gw.log_path.read_text(),
+        10,
+        "the main process noticing its receiver is gone",
+    )
     assert storescu(gw.dicom_port, files[4:]).returncode == 0  # served by the main process
-    assert "DICOM receiver process 1 is gone" in gw.log_path.read_text()
     assert gw.get(f"/api/studies/{study_uid}")["instances"] == 8

@@ -13,6 +13,8 @@ from pydicom.data import get_testdata_file
 from gateway.dicom_header import WANTED, parse_header, read_header
 from tests.support.ctgen import make_ct_study
 
+pytestmark = pytest.mark.unit
+
 TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent
 
 

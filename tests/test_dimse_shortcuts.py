@@ -8,6 +8,7 @@ import os
 import struct
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.filewriter import write_file_meta_info
@@ -26,6 +27,8 @@ from dicom_nodes.dimse_shortcuts import (
     store_request_command,
     store_response_command,
 )
+
+pytestmark = pytest.mark.unit
 
 component = st.one_of(st.just("0"), st.from_regex(r"[1-9][0-9]{0,9}", fullmatch=True))
 PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)

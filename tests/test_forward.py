@@ -17,30 +17,12 @@ from gateway.local_orthanc import LocalOrthanc
 from gateway.models import Job
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu, storescu_acknowledged
-from tests.support.destination import destination_for
+from tests.support.destination import destination_for, orthanc_sop_uids
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.tools import require
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def orthanc_sop_uids(orthanc: LocalOrthanc, study_uid: str) -> set[str]:
-    with orthanc.client() as c:
-        found = c.post("/tools/lookup", content=study_uid).json()
-        ids = [f["ID"] for f in found if f["Type"] == "Study"]
-        if not ids:
-            return set()
-        return {
-            i["MainDicomTags"]["SOPInstanceUID"]
-            for i in c.get(f"/studies/{ids[0]}/instances").json()
-        }
 
 
 def _orthanc_has(orthanc: LocalOrthanc, study_uid: str, uids: set[str]) -> Callable[[], bool]:
@@ -61,6 +43,17 @@ def _jobs(db_url: str) -> list[Job]:
     return rows  # type: ignore[return-value]
 
 
+def _received(gw: GatewayProcess) -> int:
+    """Forward jobs queued so far: one per instance the gateway has stored."""
+    return sum(gw.get("/api/queue")["counts"].get("forward", {}).values())
+
+
+def _all_dealt_with(db_url: str, n: int) -> bool:
+    """All ``n`` forward jobs are DONE or carry the error of an attempt (Orthanc down)."""
+    forward = [j for j in _jobs(db_url) if j[0] == "forward"]
+    return len(forward) == n and all(state == "DONE" or error for _, state, _, error in forward)
+
+
 def test_study_complete_and_verified_in_orthanc(
     orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path
 ) -> None:
@@ -71,14 +64,14 @@ def test_study_complete_and_verified_in_orthanc(
     study_uid, files = make_ct_study(tmp_path / "s", 300, size=64)
     assert storescu(gw.dicom_port, files).returncode == 0
     sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
-    wait_for(_orthanc_has(orthanc, study_uid, sops), 90, "300 instances in Orthanc")
+    wait_until(_orthanc_has(orthanc, study_uid, sops), 90, "300 instances in Orthanc")
     assert orthanc_sop_uids(orthanc, study_uid) == sops
 
     def verified() -> bool:
         fwd = gw.get(f"/api/studies/{study_uid}")["forwarding"]
         return bool(fwd) and fwd[0]["state"] == "VERIFIED"
 
-    wait_for(verified, 60, "verification")
+    wait_until(verified, 60, "verification")
     detail = gw.get(f"/api/studies/{study_uid}")
     assert detail["forwarding"][0] == {
         **detail["forwarding"][0],
@@ -92,7 +85,7 @@ def test_study_complete_and_verified_in_orthanc(
 
 
 def test_orthanc_down_before_and_during_send(
-    orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path
+    orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path, db_url: str
 ) -> None:
     gw = gateway_factory.make({"forward": {"destinations": [destination_for(orthanc)]}})
     orthanc.stop()
@@ -100,6 +93,7 @@ def test_orthanc_down_before_and_during_send(
     study_uid, files = make_ct_study(tmp_path / "s", 200, size=64)
     assert storescu(gw.dicom_port, files[:80]).returncode == 0  # PACS down: kept and queued
     orthanc.start()
+    require("storescu")
     proc = subprocess.Popen(
         [
             "storescu",
@@ -113,21 +107,21 @@ def test_orthanc_down_before_and_during_send(
         ],
         env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
     )
-    time.sleep(0.5)
+    wait_until(lambda: _received(gw) > 80, 60, "the second send under way")
     orthanc.stop()  # down again during the send
     assert proc.wait(120) == 0
-    time.sleep(2)
+    wait_until(lambda: _all_dealt_with(db_url, 200), 60, "each instance sent or tried and refused")
     orthanc.start()
     back = time.monotonic()
     sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
-    wait_for(_orthanc_has(orthanc, study_uid, sops), 60, "all instances after Orthanc is back")
+    wait_until(_orthanc_has(orthanc, study_uid, sops), 60, "all instances after Orthanc is back")
     assert time.monotonic() - back < 60
 
     def verified() -> bool:
         forwarding = gw.get(f"/api/studies/{study_uid}")["forwarding"]
         return [f["state"] for f in forwarding] == ["VERIFIED"]
 
-    wait_for(verified, 60, "the study verified once Orthanc answers again")
+    wait_until(verified, 60, "the study verified once Orthanc answers again")
     assert gw.get("/api/queue")["dead"] == []
 
 
@@ -147,7 +141,7 @@ def test_gateway_killed_mid_forward(
             gw.kill()
     assert len(acknowledged) >= 200
     gw.start()
-    wait_for(_orthanc_has(orthanc, study_uid, set(acknowledged)), 60, "acknowledged instances")
+    wait_until(_orthanc_has(orthanc, study_uid, set(acknowledged)), 60, "acknowledged instances")
     # Exactly once: Orthanc holds each SOP instance once, nothing else.
     assert orthanc_sop_uids(orthanc, study_uid) <= set(sop_by_file.values())
     with orthanc.client() as c:
@@ -169,7 +163,7 @@ def test_errors_retry_then_dead_then_fixed(
     def all_dead() -> bool:
         return len(gw.get("/api/queue")["dead"]) == 10
 
-    wait_for(all_dead, 60, "dead jobs")
+    wait_until(all_dead, 60, "dead jobs")
     dead = gw.get("/api/queue")["dead"]
     reasons = {d["destination"]: d["last_error"] for d in dead}
     assert "401" in reasons["rest"]
@@ -190,7 +184,7 @@ def test_errors_retry_then_dead_then_fixed(
     assert "10 jobs put back" in out.stdout
     gw.start()
     sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
-    wait_for(_orthanc_has(orthanc, study_uid, sops), 60, "retried instances in Orthanc")
+    wait_until(_orthanc_has(orthanc, study_uid, sops), 60, "retried instances in Orthanc")
 
 
 def test_two_workers_on_postgresql_send_each_job_once(
@@ -210,8 +204,12 @@ def test_two_workers_on_postgresql_send_each_job_once(
     assert storescu(first.dicom_port, files[:150]).returncode == 0
     assert storescu(second.dicom_port, files[150:]).returncode == 0
     sops = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
-    wait_for(_orthanc_has(orthanc, study_uid, sops), 90, "all instances")
-    time.sleep(1)
-    forward_jobs = [j for j in _jobs(db_url) if j[0] == "forward"]
+    wait_until(_orthanc_has(orthanc, study_uid, sops), 90, "all instances")
+
+    def forward_jobs_settled() -> list[Job]:
+        jobs = [j for j in _jobs(db_url) if j[0] == "forward"]
+        return jobs if len(jobs) == 300 and all(j[1] == "DONE" for j in jobs) else []
+
+    forward_jobs = wait_until(forward_jobs_settled, 30, "300 forward jobs DONE")
     assert len(forward_jobs) == 300
     assert all(state == "DONE" and attempts == 1 for _, state, attempts, _ in forward_jobs)

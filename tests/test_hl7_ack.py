@@ -15,6 +15,8 @@ from hl7.inbound import receive_oversize
 from hl7.interpret import interpret
 from hl7.parse import complete_header, parse
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7"
 NOW = datetime(2024, 3, 15, 9, 0, 0)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
+import pytest
+
 from hl7.build import ChargeLine, Endpoints, build_dft_p03, build_orm_status, build_oru_r01
 from hl7.model import OrderData, PatientData, PatientIdentifier, PersonName, VisitData
 from hl7.parse import parse
+
+pytestmark = pytest.mark.unit
 
 EP = Endpoints("RISGATE", "BVDKTINH", "EMR", "BVDKTINH", version="2.5")
 NOW = datetime(2024, 3, 15, 10, 0, 0)

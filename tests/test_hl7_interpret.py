@@ -19,6 +19,8 @@ from hl7.model import (
 )
 from hl7.parse import parse
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7"
 
 

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from hl7.mllp import Frame, FrameDecoder, FrameTooLargeError, MLLPError, encode_frame
 
+pytestmark = pytest.mark.unit
+
 MSG = b"MSH|^~\\&|A|B|C|D|20240101||ORM^O01|1|P|2.5\rPID|1||X\r"
 
 payloads = st.binary(max_size=300).map(lambda b: b.replace(b"\x0b", b"").replace(b"\x1c", b""))

@@ -12,6 +12,8 @@ from hl7.escape import escape, unescape
 from hl7.message import is_null, parse_path
 from hl7.parse import parse, parse_header
 
+pytestmark = pytest.mark.unit
+
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7"
 
 

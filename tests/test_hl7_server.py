@@ -15,6 +15,8 @@ from hl7.mllp_client import MLLPConnection, send
 from hl7.mllp_server import MLLPServer, is_allowed, parse_allowed_sources
 from hl7.parse import parse
 
+pytestmark = pytest.mark.unit
+
 HOST = "127.0.0.1"
 
 
@@ -74,14 +76,18 @@ def test_concurrent_connections_keep_per_connection_order() -> None:
     active = 0
     peak = 0
     seen: dict[bytes, list[int]] = {}
+    overlapped = asyncio.Event()
 
     async def slow(payload: bytes, peer: str) -> bytes:
         nonlocal active, peak
         active += 1
         peak = max(peak, active)
+        if active > 1:
+            overlapped.set()
         client, seq = payload.split(b":")
         seen.setdefault(client, []).append(int(seq))
-        await asyncio.sleep(0.005)
+        # no handler ends before two ran at once: a serial server times out here
+        await asyncio.wait_for(overlapped.wait(), 5)
         active -= 1
         return b"ok:" + payload
 
@@ -108,6 +114,9 @@ def test_pipelined_frames_are_handled_one_at_a_time_in_order() -> None:
         nonlocal active, overlap
         active += 1
         overlap = overlap or active > 1
+        # Deliberate negative check: frame 1 stays 30 ms in its handler, time enough for a
+        # server that ran pipelined frames at once to start frame 2; the answers then prove
+        # the order. This sleep lets time pass, it does not wait for anything.
         await asyncio.sleep(0.03 if payload == b"1" else 0.001)
         active -= 1
         return b"A" + payload
@@ -275,7 +284,7 @@ def test_stop_closes_open_connections() -> None:
 
 def test_client_timeout_when_no_answer() -> None:
     async def never(payload: bytes, peer: str) -> bytes:
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # never set: cancelled when the server stops
         return b""
 
     async def main() -> None:

@@ -4,11 +4,11 @@ never DEAD when the caller says so (verification waits for the PACS however long
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
+import pytest
 from sqlalchemy import select, text
 
 from gateway import jobs
@@ -17,6 +17,7 @@ from gateway.models import Job, JobState
 from gateway.service import Service
 from gateway.settings import Settings
 from gateway.worker import Worker
+from tests.support.wait import wait_until
 
 
 def _fail_once(database: Database, max_attempts: int | None) -> Job:
@@ -47,6 +48,7 @@ def test_never_buried_without_a_limit(database: Database) -> None:
     assert job.last_error == "refused"
 
 
+@pytest.mark.unit
 def test_backoff_bounds() -> None:
     for attempts in range(1, 20):
         delay = jobs.backoff_s(attempts, 2.0, 300.0)
@@ -152,17 +154,16 @@ def _wait_until_blocked(database: Database) -> None:
     """
     if database.engine.dialect.name != "postgresql":
         return
-    deadline = time.monotonic() + 30
     sql = text(
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE wait_event_type = 'Lock' AND datname = current_database()"
     )
-    while time.monotonic() < deadline:
+
+    def enqueue_waits() -> bool:
         with database.engine.connect() as conn:
-            if conn.scalar(sql):
-                return
-        time.sleep(0.01)
-    raise AssertionError("the enqueue never waited for the claim's lock")
+            return bool(conn.scalar(sql))
+
+    wait_until(enqueue_waits, 30, "the enqueue waiting for the claim's lock", interval=0.01)
 
 
 def test_enqueue_between_a_claim_and_its_commit_runs_again(database: Database) -> None:

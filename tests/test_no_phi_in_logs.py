@@ -10,9 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.models import JobState
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +30,13 @@ def _needles() -> list[str]:
         for value in (p["id"], p["family"], p["given"], f"{p['family']}^{p['given']}"):
             out += [value, json.dumps(value)[1:-1]]  # as written and JSON-escaped
     return out
+
+
+def _jobs_settled(gw: GatewayProcess) -> bool:
+    """The jobs that follow a stable study have run: previews made, nothing queued or running."""
+    counts: dict[str, dict[str, int]] = gw.get("/api/queue")["counts"]
+    busy = {JobState.PENDING, JobState.RUNNING}
+    return "thumbnail" in counts and not any(busy & set(states) for states in counts.values())
 
 
 def test_full_run_logs_no_patient_data(gateway_factory: type, tmp_path: Path) -> None:
@@ -47,14 +57,11 @@ def test_full_run_logs_no_patient_data(gateway_factory: type, tmp_path: Path) ->
     )  # fmt: skip
     assert storescu(gw.dicom_port, files + stray).returncode == 0
 
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
+    def stable() -> bool:
         items = gw.get("/api/studies")["items"]
-        if len(items) == 2 and all(i["state"] == "STABLE" for i in items):
-            break
-        time.sleep(0.3)
-    else:
-        raise AssertionError("studies did not become stable")
+        return len(items) == 2 and all(i["state"] == "STABLE" for i in items)
+
+    wait_until(stable, 40, "both studies stable")
     for uid in (ordered_uid, stray_uid):
         assert gw.get(f"/api/studies/{uid}")["patient_id"] in (ORDERED["id"], STRAY["id"])
     assert gw.get("/api/orders/PHI1")["patient_id"] == ORDERED["id"]
@@ -63,7 +70,7 @@ def test_full_run_logs_no_patient_data(gateway_factory: type, tmp_path: Path) ->
     page = httpx.get(f"{gw.api}/ui/studies", headers=gw.headers, timeout=30)
     assert page.status_code == 200 and ORDERED["family"] in page.text
     assert httpx.get(f"{gw.api}/api/studies/{ordered_uid}").status_code == 401
-    time.sleep(1.0)  # previews and cost jobs run after stable
+    wait_until(lambda: _jobs_settled(gw), 40, "previews and cost jobs (run after stable) ended")
     gw.stop()
 
     log = gw.log_path.read_text(encoding="utf-8")

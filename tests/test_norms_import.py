@@ -18,7 +18,7 @@ from gateway.db import Database
 from pricing_norms.catalogue_io import export_xlsx
 from pricing_norms.example import EXAMPLE_DATA_DIR, load_example_catalogue
 from tests.support.auth import authed_client
-from tests.test_costing_support import make_service
+from tests.support.costing import make_service
 
 
 @pytest.fixture

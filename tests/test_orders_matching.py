@@ -9,6 +9,8 @@ from pydicom.sequence import Sequence
 
 from gateway.orders.matching import in_range, match_value, matches, select_keys
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("key", "value", "vr", "expected"),

@@ -27,6 +27,8 @@ from pricing_norms.catalogue import (
 )
 from pricing_norms.example import load_example_catalogue
 
+pytestmark = pytest.mark.unit
+
 DIGITS = st.text(alphabet="0123456789", min_size=1, max_size=1)
 
 

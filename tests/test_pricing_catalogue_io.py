@@ -22,6 +22,8 @@ from pricing_norms.catalogue_io import (
 )
 from pricing_norms.example import EXAMPLE_DATA_DIR, load_example_catalogue
 
+pytestmark = pytest.mark.unit
+
 MALFORMED = Path(__file__).parent / "fixtures" / "pricing" / "malformed"
 
 

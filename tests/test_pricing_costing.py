@@ -32,6 +32,8 @@ from pricing_norms.costing import CostingError, CostRecord, cost_study
 from pricing_norms.example import load_example_catalogue
 from pricing_norms.mapping import StudyFacts
 
+pytestmark = pytest.mark.unit
+
 CT_CONTRAST = "18.0220.0041"
 
 

@@ -20,6 +20,8 @@ from pricing_norms.mapping import (
     StudyFacts,
 )
 
+pytestmark = pytest.mark.unit
+
 DAY = date(2024, 9, 1)
 MR, DX = "18.0296.0066", "18.0119.0028"
 

@@ -13,6 +13,8 @@ from pricing_norms.example import load_example_catalogue
 from pricing_norms.mapping import StudyFacts
 from pricing_norms.reports import CostRow, aggregate, cost_row
 
+pytestmark = pytest.mark.unit
+
 CT = "18.0220.0041"
 
 

@@ -27,6 +27,8 @@ from pricing_norms.mapping import (
     normalize_code,
 )
 
+pytestmark = pytest.mark.unit
+
 FIXTURE = Path(__file__).parent / "fixtures" / "pricing" / "film_pacs"  # ILLUSTRATIVE
 CT_HEAD, DX, MR_C = "18.0149.0040", "18.0119.0028", "18.0297.0065"
 ANNEX_02 = "18.9149.0040"  # an invented Annex 02 code for the same technique

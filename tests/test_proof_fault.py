@@ -26,9 +26,10 @@ import pytest
 
 from gateway.local_orthanc import LocalOrthanc
 from tests.support.ctgen import make_ct_study
-from tests.support.destination import destination_for
+from tests.support.destination import destination_for, orthanc_sop_uids
 from tests.support.gateway_proc import GatewayProcess
-from tests.test_forward import orthanc_sop_uids, wait_for
+from tests.support.tools import require
+from tests.support.wait import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -52,6 +53,7 @@ def _schedule(rng: random.Random) -> list[tuple[int, str]]:
 
 
 def _storescu(gw: GatewayProcess, files: list[Path]) -> subprocess.Popen[str]:
+    require("storescu")
     return subprocess.Popen(
         ["storescu", "-v", "-aet", "STORESCU", "-aec", "RISGATE", "127.0.0.1",
          str(gw.dicom_port), *map(str, files)],
@@ -145,13 +147,13 @@ def test_kills_and_pacs_outages_every_acknowledged_instance_once(
         except Exception:  # Orthanc still starting
             return False
 
-    wait_for(in_orthanc, 300 if FULL else 120, "every acknowledged instance in Orthanc")
+    wait_until(in_orthanc, 300 if FULL else 120, "every acknowledged instance in Orthanc")
 
     def queue_settled() -> bool:
         counts = gw.get("/api/queue")["counts"].get("forward", {})
         return set(counts) <= {"DONE"}
 
-    wait_for(queue_settled, 120, "the forward queue to settle")
+    wait_until(queue_settled, 120, "the forward queue to settle")
     # Exactly once: Orthanc holds each acknowledged instance once, and nothing else.
     assert orthanc_sop_uids(orthanc, study_uid) == acknowledged
     with orthanc.client() as c:

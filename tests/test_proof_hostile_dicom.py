@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from gateway.models import Instance
 from tests.support import rawdicom as raw
 from tests.support.dcmtk import echoscu, storescu
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.wait import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -82,10 +82,12 @@ def _files(root: Path) -> set[Path]:
 
 
 def _wait_echo(gw: GatewayProcess, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while echoscu(gw.dicom_port).returncode != 0:
-        assert time.monotonic() < deadline, "no association slot free again"
-        time.sleep(0.3)
+    wait_until(
+        lambda: echoscu(gw.dicom_port).returncode == 0,
+        timeout,
+        "an association slot free again",
+        interval=0.3,
+    )
 
 
 def _alive(gw: GatewayProcess) -> None:
@@ -172,10 +174,8 @@ def test_hostile_corpus_refused_nothing_written_service_alive(gw: GatewayProcess
     instances = _files(store / "instances")
     assert [p.name for p in instances] == [f"{good_uid}.dcm"]
     assert _indexed(gw) == {good_uid}
-    deadline = time.monotonic() + 10
-    while _files(store / "tmp") and time.monotonic() < deadline:
-        time.sleep(0.2)  # the receiver removes a temp file once its association is gone
-    assert not _files(store / "tmp"), f"temp files left: {sorted(_files(store / 'tmp'))}"
+    # the receiver removes a temp file once its association is gone
+    wait_until(lambda: not _files(store / "tmp"), 10, "no temp file left", interval=0.2)
     outside = _files(gw.work) - _files(gw.work / "var") - outside_before
     assert outside <= {gw.log_path}, f"written outside the data directory: {outside}"
     assert not list(Path("/tmp").glob("escaped*"))
@@ -246,16 +246,21 @@ def test_association_flood_bounded_by_max_associations(gw: GatewayProcess) -> No
         finally:
             for peer in held:
                 peer.close()
-        deadline = time.monotonic() + 10
-        while storescu(gw.dicom_port, [GOOD]).returncode != 0:
-            assert time.monotonic() < deadline, "storescu refused after the flood"
-            time.sleep(0.3)
+        wait_until(
+            lambda: storescu(gw.dicom_port, [GOOD]).returncode == 0,
+            10,
+            "storescu accepted after the flood",
+            interval=0.3,
+        )
     # Bare connections that never send an A-ASSOCIATE-RQ (slow loris): they hold slots
     # until the ACSE timeout, then the gateway drops them and serves again.
     bare = [raw.RawAssociation(gw.dicom_port) for _ in range(MAX_ASSOCIATIONS + 2)]
     try:
-        time.sleep(0.5)
-        assert echoscu(gw.dicom_port).returncode != 0, "slots should be taken"
+        wait_until(
+            lambda: echoscu(gw.dicom_port).returncode != 0,
+            10,
+            "C-ECHO refused: the bare connections hold every slot",
+        )
         assert all(peer.closed_by_peer(ACSE_TIMEOUT_S + 10) for peer in bare)
     finally:
         for peer in bare:

@@ -31,7 +31,7 @@ from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
-from tests.test_forward import wait_for
+from tests.support.wait import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -124,7 +124,7 @@ def test_soak_mixed_load_flat_memory_no_errors(
     deadline = time.monotonic() + SOAK_S
     while time.monotonic() < deadline:
         samples.append(tree_rss_mb(pid))
-        time.sleep(1.0)
+        time.sleep(1.0)  # the RSS sampling interval of a soak of fixed length, not a wait
     stop.set()
     for t in threads:
         t.join(90)
@@ -147,7 +147,7 @@ def test_soak_mixed_load_flat_memory_no_errors(
         except httpx.HTTPError:
             return False
 
-    wait_for(all_in_orthanc, 120, "every instance in Orthanc")
+    wait_until(all_in_orthanc, 120, "every instance in Orthanc")
     with orthanc.client() as c:
         assert int(c.get("/statistics").json()["CountInstances"]) == sent["instances"]
     assert gw.get("/api/queue")["dead"] == []

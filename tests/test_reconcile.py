@@ -5,7 +5,6 @@ Real parts: the gateway process, Orthanc, dcmtk storescu/findscu, HL7 over MLLP 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -19,11 +18,11 @@ from gateway.reconcile_models import OutboundMessage
 from tests.fixtures.orders.helpers import ack_code, adt, findscu, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
-from tests.support.destination import destination_for
+from tests.support.destination import destination_for, orthanc_study, patient_id_in_orthanc
 from tests.support.emr import EmrPeer
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
-from tests.test_forward import wait_for
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,25 +50,10 @@ def _gateway(
     return gw
 
 
-def _orthanc_study(orthanc: LocalOrthanc, study_uid: str) -> dict | None:
-    with orthanc.client() as c:
-        found = [
-            f for f in c.post("/tools/lookup", content=study_uid).json() if f["Type"] == "Study"
-        ]
-        if len(found) != 1:
-            return None
-        return c.get(f"/studies/{found[0]['ID']}").json()
-
-
 def _first_instance_tags(orthanc: LocalOrthanc, study: dict) -> dict:
     with orthanc.client() as c:
         instances = c.get(f"/studies/{study['ID']}/instances").json()
         return c.get(f"/instances/{instances[0]['ID']}/tags", params={"simplify": ""}).json()
-
-
-def _patient_id_in_orthanc(orthanc: LocalOrthanc, study_uid: str) -> str | None:
-    study = _orthanc_study(orthanc, study_uid)
-    return study["PatientMainDicomTags"].get("PatientID") if study else None
 
 
 def test_full_path_order_study_corrected_and_reported(
@@ -89,8 +73,8 @@ def test_full_path_order_study_corrected_and_reported(
                              study_uid=study_uid)  # fmt: skip
     assert storescu(gw.dicom_port, files).returncode == 0
 
-    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN100", 60, "corrected study")
-    study = _orthanc_study(orthanc, study_uid)
+    wait_until(lambda: patient_id_in_orthanc(orthanc, study_uid) == "BN100", 60, "corrected study")
+    study = orthanc_study(orthanc, study_uid)
     assert study is not None
     assert study["PatientMainDicomTags"]["PatientName"] == "NGUYỄN^VĂN AN"
     tags = _first_instance_tags(orthanc, study)
@@ -100,7 +84,7 @@ def test_full_path_order_study_corrected_and_reported(
     assert originals["PatientID"] == "WRONG1"
     assert originals["PatientName"] == "NGUYEN^VAN"
 
-    wait_for(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU^R01 at the EMR")
+    wait_until(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU^R01 at the EMR")
     oru = emr.messages_of_type("ORU^R01")[0]
     assert "ACC100" in oru and study_uid in oru
     obx_rp = next(s for s in oru.split("\r") if s.startswith("OBX|1|RP|"))
@@ -120,10 +104,15 @@ def test_unmatched_study_held_then_linked(
     study_uid, files = make_ct_study(tmp_path / "s", 10, size=32, patient_id="UNKNOWN9",
                                      accession="NOPE")  # fmt: skip
     assert storescu(gw.dicom_port, files).returncode == 0
-    wait_for(lambda: gw.get("/api/studies", matched="false")["total"] == 1, 30, "unmatched list")
+    wait_until(lambda: gw.get("/api/studies", matched="false")["total"] == 1, 30, "unmatched list")
     assert gw.get("/api/studies", matched="false")["items"][0]["study_uid"] == study_uid
-    time.sleep(3)  # stable, verified as HELD: nothing sent
-    assert _orthanc_study(orthanc, study_uid) is None
+
+    def held_when_stable() -> bool:
+        state = gw.get(f"/api/studies/{study_uid}")["state"]
+        return state == "STABLE" and gw.get("/api/queue")["counts"]["forward"] == {"HELD": 10}
+
+    wait_until(held_when_stable, 30, "the stable study's forward jobs HELD")
+    assert orthanc_study(orthanc, study_uid) is None
     assert gw.get("/api/queue")["counts"]["forward"] == {"HELD": 10}
 
     order = orm("R2", patient_id="BN200", name="TRẦN^THỊ MAI", placer="PL200",
@@ -141,8 +130,8 @@ def test_unmatched_study_held_then_linked(
         headers=gw.headers,
     )
     assert ok.status_code == 200, ok.text
-    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN200", 60, "linked study")
-    wait_for(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU after the link")
+    wait_until(lambda: patient_id_in_orthanc(orthanc, study_uid) == "BN200", 60, "linked study")
+    wait_until(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU after the link")
     assert "ACC200" in emr.messages_of_type("ORU^R01")[0]
     assert gw.get("/api/studies", matched="false")["total"] == 0
 
@@ -162,11 +151,11 @@ def test_emr_down_then_back(gateway_factory: type, orthanc: LocalOrthanc, tmp_pa
         with engine.connect() as conn:
             return [(r.ack_code, r.error) for r in conn.execute(select(OutboundMessage))]
 
-    wait_for(lambda: any("unreachable" in e for _, e in outbound()), 60, "EMR down recorded")
+    wait_until(lambda: any("unreachable" in e for _, e in outbound()), 60, "EMR down recorded")
     peer = EmrPeer(port=emr_port).start()
     try:
-        wait_for(lambda: bool(peer.messages_of_type("ORU^R01")), 60, "ORU once the EMR is back")
-        wait_for(lambda: outbound() == [("AA", "")], 30, "AA recorded")
+        wait_until(lambda: bool(peer.messages_of_type("ORU^R01")), 60, "ORU once the EMR is back")
+        wait_until(lambda: outbound() == [("AA", "")], 30, "AA recorded")
     finally:
         peer.stop()
     engine.dispose()
@@ -188,7 +177,7 @@ def test_emr_answering_ae_is_recorded_and_retried(
         def dead_notify() -> list[dict]:
             return [d for d in gw2.get("/api/queue")["dead"] if d["kind"] == "notify"]
 
-        wait_for(lambda: bool(dead_notify()), 90, "notify job dead after AE answers")
+        wait_until(lambda: bool(dead_notify()), 90, "notify job dead after AE answers")
         assert "AE" in dead_notify()[0]["last_error"]
         assert len(rude.messages_of_type("ORU^R01")) == 3  # notify.max_attempts
     finally:
@@ -205,11 +194,11 @@ def test_patient_merge_after_forwarding_updates_orthanc(
     study_uid, files = make_ct_study(tmp_path / "s", 8, size=32, patient_id="BN500",
                                      accession="ACC500")  # fmt: skip
     assert storescu(gw.dicom_port, files).returncode == 0
-    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN500", 60, "forwarded")
-    wait_for(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "verified and reported")
+    wait_until(lambda: patient_id_in_orthanc(orthanc, study_uid) == "BN500", 60, "forwarded")
+    wait_until(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "verified and reported")
 
     merge = adt("R6", "A40", patient_id="BN501", name="ĐỖ^MINH^TUẤN", prior="BN500")
     assert ack_code(send_all(gw.hl7_port, [merge])[0]) == "AA"
-    wait_for(lambda: _patient_id_in_orthanc(orthanc, study_uid) == "BN501", 60, "merged id")
+    wait_until(lambda: patient_id_in_orthanc(orthanc, study_uid) == "BN501", 60, "merged id")
     with orthanc.client() as c:
         assert c.get("/statistics").json()["CountStudies"] == 1  # replaced, not duplicated

@@ -23,7 +23,7 @@ from gateway.models import Study
 from pricing_norms.catalogue import ILLUSTRATIVE_NOTE
 from pricing_norms.machines import MachineCode, MachineCodes
 from tests.support.auth import authed_client
-from tests.test_costing_support import (
+from tests.support.costing import (
     CT_2024_FULL_COST,
     CT_2025_FULL_COST,
     add_study,

@@ -13,7 +13,7 @@ from gateway.costing.recording import Mappers, record_cost
 from gateway.costing.reports import ReportError, ReportQuery, parse_day, write_report
 from gateway.db import Database
 from gateway.models import Study
-from tests.test_costing_support import add_study, import_example, make_service
+from tests.support.costing import add_study, import_example, make_service
 
 
 def test_xlsx_longer_than_a_sheet_refused(

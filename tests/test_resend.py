@@ -30,7 +30,7 @@ from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 from tests.support.pacs_objects import encoded, key_object_selection, text_report
-from tests.test_forward import wait_for
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -135,7 +135,7 @@ def test_link_keeps_pacs_objects(gateway_factory: type, pacs: LocalOrthanc, tmp_
     study_uid, files = make_ct_study(tmp_path / "s", 6, size=32, patient_id="WRONG7",
                                      patient_name="TRAN^THI", accession="NOPE7")  # fmt: skip
     assert storescu(gw.dicom_port, files).returncode == 0
-    wait_for(lambda: _forwarded(gw, 6), 60, "uncorrected study forwarded")
+    wait_until(lambda: _forwarded(gw, 6), 60, "uncorrected study forwarded")
     ko_uid, sr_uid = _store_pacs_objects(pacs, files)
     sops = set(_holdings(pacs, study_uid))
     assert len(sops) == 8 and {ko_uid, sr_uid} <= sops
@@ -150,8 +150,8 @@ def test_link_keeps_pacs_objects(gateway_factory: type, pacs: LocalOrthanc, tmp_
     )
     assert ok.status_code == 200, ok.text
 
-    wait_for(lambda: _all_under(pacs, study_uid, sops, "BN700"), 90, "study corrected")
-    wait_for(lambda: _forwarded(gw, 6), 60, "corrected copies sent and verified")
+    wait_until(lambda: _all_under(pacs, study_uid, sops, "BN700"), 90, "study corrected")
+    wait_until(lambda: _forwarded(gw, 6), 60, "corrected copies sent and verified")
     with pacs.client() as c:
         stats = c.get("/statistics").json()
     assert (stats["CountPatients"], stats["CountStudies"], stats["CountInstances"]) == (1, 1, 8)
@@ -178,14 +178,14 @@ def test_merge_then_update_keep_pacs_objects(
     study_uid, files = make_ct_study(tmp_path / "s", 5, size=32, patient_id="BN800",
                                      accession="ACC800")  # fmt: skip
     assert storescu(gw.dicom_port, files).returncode == 0
-    wait_for(lambda: _forwarded(gw, 5), 60, "study forwarded")
+    wait_until(lambda: _forwarded(gw, 5), 60, "study forwarded")
     ko_uid, sr_uid = _store_pacs_objects(pacs, files)
     sops = set(_holdings(pacs, study_uid))
     assert len(sops) == 7
 
     merge = adt("M2", "A40", patient_id="BN801", name="ĐỖ^MINH^TUẤN", prior="BN800")
     assert ack_code(send_all(gw.hl7_port, [merge])[0]) == "AA"
-    wait_for(lambda: _all_under(pacs, study_uid, sops, "BN801"), 90, "merged patient id")
+    wait_until(lambda: _all_under(pacs, study_uid, sops, "BN801"), 90, "merged patient id")
     for sop_uid in (ko_uid, sr_uid):
         _corrected_from(_tags(pacs, sop_uid), "BN800")
 
@@ -198,8 +198,8 @@ def test_merge_then_update_keep_pacs_objects(
             return False
         return {_tags(pacs, s).get("PatientName") for s in sops} == {"ĐỖ^MINH^TUẤN ANH"}
 
-    wait_for(renamed, 90, "updated name on every instance")
-    wait_for(lambda: _forwarded(gw, 5), 60, "corrected copies verified")
+    wait_until(renamed, 90, "updated name on every instance")
+    wait_until(lambda: _forwarded(gw, 5), 60, "corrected copies verified")
     for sop_uid in (ko_uid, sr_uid):
         originals = _tags(pacs, sop_uid)["OriginalAttributesSequence"][-1][
             "ModifiedAttributesSequence"
@@ -230,7 +230,7 @@ def test_kill_during_correction_loses_nothing(
     study_uid, files = make_ct_study(tmp_path / "s", 40, size=32, patient_id="WRONG9",
                                      accession="NOPE9")  # fmt: skip
     assert storescu(gw.dicom_port, files).returncode == 0
-    wait_for(lambda: _forwarded(gw, 40), 90, "uncorrected study forwarded")
+    wait_until(lambda: _forwarded(gw, 40), 90, "uncorrected study forwarded")
     ko_uid, sr_uid = _store_pacs_objects(pacs, files)
     sops = set(_holdings(pacs, study_uid))
     order = orm("K1", patient_id="BN900", name="VŨ^THỊ^LAN", placer="PL900",
@@ -251,7 +251,7 @@ def test_kill_during_correction_loses_nothing(
     assert {ko_uid, sr_uid} <= set(_holdings(pacs, study_uid))  # the PACS's objects stay
     _expire_leases(gw)
     gw.start()
-    wait_for(lambda: _all_under(pacs, study_uid, sops, "BN900"), 120, "corrected after restart")
-    wait_for(lambda: _forwarded(gw, 40), 60, "every corrected copy verified")
+    wait_until(lambda: _all_under(pacs, study_uid, sops, "BN900"), 120, "corrected after restart")
+    wait_until(lambda: _forwarded(gw, 40), 60, "every corrected copy verified")
     for sop_uid in (ko_uid, sr_uid):
         _corrected_from(_tags(pacs, sop_uid), "WRONG9")

@@ -40,6 +40,8 @@ from tests.support.ctgen import make_ct_study
 from tests.support.net import free_port
 from tests.support.pacs_objects import encoded, key_object_selection, text_report
 
+pytestmark = pytest.mark.integration
+
 
 class _Svc:
     def __init__(self, db: Database, settings: Settings, store: InstanceStore) -> None:

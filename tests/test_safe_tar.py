@@ -19,6 +19,8 @@ from gateway import safe_tar
 from gateway.backup import FORMAT, BackupError, restore
 from gateway.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 BRANCHES = ["data_filter", "explicit"]
 
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel
 
 from gateway.settings import DestinationSettings, Settings, SettingsError, load_settings
 
+pytestmark = pytest.mark.unit
+
 DOC = Path(__file__).parent.parent / "docs" / "configuration.md"
 
 

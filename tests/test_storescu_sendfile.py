@@ -5,7 +5,6 @@ PDU size it offers (16 KB by default, so dozens of P-DATA per 0.5 MB instance)."
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from dicom_nodes.event_driven import WakeableDUL
 from dicom_nodes.storescu import StoreSCU
 from tests.support.ctgen import make_ct_study
 from tests.support.net import free_port
+from tests.support.tools import require
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +28,7 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 @pytest.fixture
 def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    require("storescp")
     out = tmp_path / "received"
     out.mkdir()
     port = free_port()
@@ -66,9 +68,7 @@ def test_instances_arrive_byte_for_byte(
     assert results == [None] * len(files)
     assert max(sent_slices) == 16384 - 6  # the peer's PDU size, less the headers
     assert len(sent_slices) >= 8 * len(files)
-    deadline = time.monotonic() + 10
-    while len(list(out.iterdir())) < len(files) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(list(out.iterdir())) == len(files), 10, "storescp writing every file")
     received = {ds.SOPInstanceUID: ds for ds in (pydicom.dcmread(p) for p in sorted(out.iterdir()))}
     assert len(received) == len(files)
     for path in files:

@@ -10,7 +10,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ from tests.support.certs import CertSet, make_certs
 from tests.support.ctgen import make_ct_study
 from tests.support.gateway_proc import DEFAULT_PEERS, to_toml
 from tests.support.net import free_port
+from tests.support.tools import require
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 START = "20261125080000"
@@ -89,18 +90,16 @@ def tls_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsGateway
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def ready() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"gateway exited: {log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{gw.api}/healthz", verify=_trust(certs.ca), timeout=2).is_success:
-                    break
+                return httpx.get(f"{gw.api}/healthz", verify=_trust(certs.ca), timeout=2).is_success
             except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("gateway did not become ready")
-            time.sleep(0.2)
+                return False
+
+        wait_until(ready, 60, "the TLS gateway's /healthz", interval=0.2)
         yield gw
     finally:
         if proc.poll() is None:
@@ -109,6 +108,7 @@ def tls_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsGateway
 
 
 def _dcmtk(*args: str) -> subprocess.CompletedProcess[str]:
+    require(args[0])
     return subprocess.run(
         list(args),
         capture_output=True,

@@ -11,6 +11,8 @@ import pytest
 
 from gateway.settings import load_settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_secrets_from_files_and_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

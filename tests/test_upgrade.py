@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
 
 from gateway.all_models import models
 from gateway.db import make_engine
-from gateway.migrate import upgrade
+from gateway.migrate import alembic_config, upgrade
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
 from tests.support.gateway_proc import GatewayProcess
@@ -78,6 +79,7 @@ def _seed_0001(url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.integration
 def test_upgrade_from_0001_keeps_data_and_serves(db_url: str, tmp_path: Path) -> None:
     _seed_0001(db_url)
     engine = make_engine(db_url)
@@ -125,11 +127,25 @@ def test_migrations_match_models(db_url: str) -> None:
     assert diff == []
 
 
+def _revisions(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("start", ["0001", "0002", "0003"])
 def test_every_step_reaches_heads(tmp_path: Path, start: str) -> None:
     url = f"sqlite:///{tmp_path / 'steps.db'}"
     engine = make_engine(url)
     upgrade(engine, start)
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert _revisions(engine) == {scripts.get_revision(start).revision}
     upgrade(engine, "heads")
+    heads = _revisions(engine)
+    assert heads == set(scripts.get_heads())
     upgrade(engine, "heads")  # idempotent
+    assert _revisions(engine) == heads
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), models.Base.metadata)
     engine.dispose()
+    assert diff == []

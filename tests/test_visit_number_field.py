@@ -34,6 +34,7 @@ def _message(cid: str) -> bytes:
     return text.encode("utf-8")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("field", "expected"), [("PV1-19", "V19-X"), ("PV1-50", "V50-X"), ("PID-18", "ACCT-X")]
 )
@@ -78,6 +79,7 @@ def test_listener_stores_the_configured_visit_number(
     assert number == ("V19-L1" if field == "PV1-19" else "V50-L1")
 
 
+@pytest.mark.unit
 def test_unknown_field_is_refused_at_start_up(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="visit_number_field"):
         Settings(data_dir=tmp_path, hl7={"visit_number_field": "PV1-3"})

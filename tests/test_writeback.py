@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import sys
 from pathlib import Path
@@ -9,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from dicom_nodes import writeback
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux")
@@ -33,5 +37,12 @@ def test_writeback_keeps_the_data(tmp_path: Path) -> None:
 def test_writeback_ignores_a_bad_descriptor(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "gone", os.O_WRONLY | os.O_CREAT)
     os.close(fd)
-    writeback.start_writeback(fd)  # EBADF is not raised: the fsync reports real errors
-    writeback.start_writeback(-1)
+    for bad in (fd, -1):
+        with pytest.raises(OSError) as closed:
+            os.fstat(bad)
+        assert closed.value.errno == errno.EBADF  # the descriptor really is bad
+        if writeback._sync_file_range is not None:  # the call underneath does fail ...
+            assert writeback._sync_file_range(bad, 0, 0, writeback.SYNC_FILE_RANGE_WRITE) == -1
+            assert ctypes.get_errno() == errno.EBADF
+        # ... and start_writeback does not raise: the fsync that follows reports real errors
+        assert writeback.start_writeback(bad) is None

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gateway.auth.models import ApiToken, Role, User, WebSession
@@ -95,17 +95,6 @@ def set_disabled(session: Session, name: str, disabled: bool = True) -> User:
     return user
 
 
-def set_password(session: Session, name: str, password: str) -> User:
-    user = find_user(session, name)
-    if user is None:
-        raise AccountError(f"no user {name}")
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"password must have at least {MIN_PASSWORD} characters")
-    user.password_hash = _hasher.hash(password)
-    user.updated_at = utcnow()
-    return user
-
-
 def check_password(session: Session, name: str, password: str) -> User | None:
     """The enabled user with that name and password, or None (constant-ish time)."""
     user = find_user(session, name) if NAME_RE.match(name) else None
@@ -142,15 +131,6 @@ def resolve_token(session: Session, value: str) -> Principal | None:
         return None
     user = row[0]
     return Principal(user.id, user.name, user.role, "token")
-
-
-def revoke_tokens(session: Session, user: User) -> int:
-    result = session.execute(
-        update(ApiToken)
-        .where(ApiToken.user_pk == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def create_session(session: Session, user: User, lifetime_s: float) -> tuple[str, str]:

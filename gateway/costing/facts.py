@@ -4,14 +4,12 @@ From the DICOM index: study date, the main modality (the image series with most
 instances; SR/PR/KO and other non-image series are ignored), body part, station name
 (or the calling AE), instance count. From the stored files, when an instance store is
 given: Contrast/Bolus Agent and Volume, Device Serial Number (one instance per series).
-From MPPS, when the order tables exist: the films printed that the modality reported
-(Film Consumption Sequence) on the latest MPPS of the study (its Study Instance UID, or
-its accession number) that reported any.
-From the order, when the order tables exist (checked in ``Base.metadata`` at run time,
-so costing works before and without the order module): the procedure code and the
-department: the requested procedure reconciliation matched the study to (table
-``study_matches``, state MATCHED), else the one with the study's accession number
-(``studies.accession_number``), else the one with its Study Instance UID.
+From MPPS: the films printed that the modality reported (Film Consumption Sequence) on
+the latest MPPS of the study (its Study Instance UID, or its accession number) that
+reported any.
+From the order: the procedure code and the department (of the order's visit) of the
+requested procedure reconciliation matched the study to (state MATCHED), else the one with
+the study's accession number, else the one with its Study Instance UID.
 """
 
 from __future__ import annotations
@@ -19,12 +17,13 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from gateway.models import Base, Instance, Series, Study
+from gateway.models import Instance, Series, Study
+from gateway.orders.models import MppsRecord, Order, RequestedProcedure, Visit
+from gateway.reconcile_models import MatchState, StudyMatch
 from gateway.store import InstanceStore
 from pricing_norms.mapping import StudyFacts
 
@@ -133,94 +132,40 @@ def films_reported(session: Session, study: Study) -> int | None:
 
     An MPPS is the study's by Study Instance UID or, when the study has one, accession.
     """
-    import gateway.all_models  # noqa: F401  (registers every model module's tables)
-
-    mpps = Base.metadata.tables.get("mpps")
-    if mpps is None or "films_printed" not in mpps.c:
-        return None
-    same_study = mpps.c.study_instance_uid == study.study_uid
+    same_study = MppsRecord.study_instance_uid == study.study_uid
     if study.accession_number:  # an MPPS may name the order's accession only
-        same_study = or_(same_study, mpps.c.accession_number == study.accession_number)
+        same_study = or_(same_study, MppsRecord.accession_number == study.accession_number)
     films = session.scalar(
-        select(mpps.c.films_printed)
-        .where(same_study, mpps.c.films_printed.is_not(None))
-        .order_by(mpps.c.id.desc())
+        select(MppsRecord.films_printed)
+        .where(same_study, MppsRecord.films_printed.is_not(None))
+        .order_by(MppsRecord.id.desc())
         .limit(1)
     )
     return None if films is None else int(films)
 
 
-def _order_table() -> Table | None:
-    """The table holding accession number + procedure code, if the order module exists."""
-    import gateway.all_models  # noqa: F401  (registers every model module's tables)
-
-    for name in ("requested_procedures", "orders"):
-        table = Base.metadata.tables.get(name)
-        if table is not None and {"accession_number", "procedure_code"} <= set(table.c.keys()):
-            return table
-    return None
-
-
 def order_info(session: Session, study: Study) -> tuple[str | None, str | None]:
     """(procedure code, department) of the study's order, or (None, None)."""
-    table = _order_table()
-    if table is None:
-        return None, None
-    row: Any = _matched_row(session, study, table)
-    if row is None and study.accession_number:
-        row = session.execute(
-            select(table)
-            .where(table.c.accession_number == study.accession_number)
-            .order_by(table.c.id.desc())
-            .limit(1)
-        ).first()
-    if row is None and "study_instance_uid" in table.c:
-        row = session.execute(
-            select(table)
-            .where(table.c.study_instance_uid == study.study_uid)
-            .order_by(table.c.id.desc())
-            .limit(1)
-        ).first()
-    if row is None:
-        return None, None
-    values = row._mapping
-    code = str(values["procedure_code"] or "").strip() or None
-    return code, _department(session, values)
-
-
-def _matched_row(session: Session, study: Study, table: Table) -> Any:
-    """The requested procedure reconciliation matched the study to (MATCHED only)."""
-    matches = Base.metadata.tables.get("study_matches")
-    if (
-        matches is None
-        or table.name != "requested_procedures"
-        or not {"study_pk", "rp_pk", "state"} <= set(matches.c.keys())
-    ):
-        return None
-    rp_pk = session.scalar(
-        select(matches.c.rp_pk).where(matches.c.study_pk == study.id, matches.c.state == "MATCHED")
+    rp = session.scalar(
+        select(RequestedProcedure)
+        .join(StudyMatch, StudyMatch.rp_pk == RequestedProcedure.id)
+        .where(StudyMatch.study_pk == study.id, StudyMatch.state == MatchState.MATCHED)
     )
-    if rp_pk is None:
-        return None
-    return session.execute(select(table).where(table.c.id == rp_pk)).first()
-
-
-def _department(session: Session, values: Any) -> str | None:
-    if values.get("department"):
-        return str(values["department"])
-    tables = Base.metadata.tables
-    orders, visits = tables.get("orders"), tables.get("visits")
-    if (
-        "order_pk" not in values
-        or orders is None
-        or visits is None
-        or "visit_pk" not in orders.c
-        or "department" not in visits.c
-    ):
-        return None
+    if rp is None and study.accession_number:
+        rp = _latest(session, RequestedProcedure.accession_number == study.accession_number)
+    if rp is None:
+        rp = _latest(session, RequestedProcedure.study_instance_uid == study.study_uid)
+    if rp is None:
+        return None, None
     department = session.scalar(
-        select(visits.c.department)
-        .join(orders, orders.c.visit_pk == visits.c.id)
-        .where(orders.c.id == values["order_pk"])
+        select(Visit.department)
+        .join(Order, Order.visit_pk == Visit.id)
+        .where(Order.id == rp.order_pk)
     )
-    return str(department) if department else None
+    return rp.procedure_code.strip() or None, department or None
+
+
+def _latest(session: Session, condition: ColumnElement[bool]) -> RequestedProcedure | None:
+    return session.scalar(
+        select(RequestedProcedure).where(condition).order_by(RequestedProcedure.id.desc()).limit(1)
+    )

@@ -32,7 +32,6 @@ from hl7.model import (
 )
 
 CREATE_CONTROLS = frozenset({"NW", "XO", "SN", "XX", "RO"})
-STATUS_CONTROLS = frozenset({"CA", "OC", "DC", "OD", "SC"})
 UNKNOWN_ORDER = 204  # HL7 table 0357: unknown key identifier
 
 

@@ -55,10 +55,6 @@ TEXTS: dict[str, tuple[str, str]] = {
     "search_order": ("Tìm chỉ định", "Search order"),
     "search": ("Tìm", "Search"),
     "link": ("Gắn", "Link"),
-    "link_todo": (
-        "Chức năng gắn chưa có trên máy chủ này",
-        "Linking is not available on this server yet",
-    ),
     "linked": ("Đã gắn", "Linked"),
     "kind": ("Loại", "Kind"),
     "attempts": ("Lần thử", "Attempts"),

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.models import Instance, Job, JobState, Series, Study, StudyForward, utcnow
-from gateway.orders.models import RequestedProcedure
+from gateway.reconcile_models import MatchState, StudyMatch
 from gateway.thumbnails import Thumbnail
 
 
@@ -37,39 +35,16 @@ class Pipeline:
 
 
 def matched_study_pks(session: Session, study_pks: list[int]) -> set[int]:
-    """Studies linked to an order.
-
-    With the reconciliation tables (``gateway.reconcile_models``) their MATCHED state
-    decides; without them, an order with the same accession number or Study Instance UID.
-    """
+    """Studies linked to an order: those whose reconciliation state is MATCHED."""
     if not study_pks:
         return set()
-    try:
-        reconcile: Any = importlib.import_module("gateway.reconcile_models")
-    except ImportError:
-        reconcile = None
-    if reconcile is not None:
-        StudyMatch, MatchState = reconcile.StudyMatch, reconcile.MatchState
-        return set(
-            session.scalars(
-                select(StudyMatch.study_pk).where(
-                    StudyMatch.study_pk.in_(study_pks), StudyMatch.state == MatchState.MATCHED
-                )
+    return set(
+        session.scalars(
+            select(StudyMatch.study_pk).where(
+                StudyMatch.study_pk.in_(study_pks), StudyMatch.state == MatchState.MATCHED
             )
         )
-    rp = RequestedProcedure
-    rows = session.execute(
-        select(Study.id)
-        .join(
-            rp,
-            or_(
-                (Study.accession_number != "") & (rp.accession_number == Study.accession_number),
-                rp.study_instance_uid == Study.study_uid,
-            ),
-        )
-        .where(Study.id.in_(study_pks))
-    ).all()
-    return {r[0] for r in rows}
+    )
 
 
 def pipelines(session: Session, studies: list[tuple[int, str]]) -> dict[str, Pipeline]:

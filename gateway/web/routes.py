@@ -250,11 +250,8 @@ def unmatched_page(
     pks = pages.unmatched_study_pks(session, limit=50)
     items = [_summary(session, pk) for pk in pks]
     states = pages.pipelines(session, [(pk, s.study_uid) for pk, s in zip(pks, items, strict=True)])
-    link_available = "/api/studies/{study_uid}/link" in request.app.openapi()["paths"]
     audit.record_request(request, "view.unmatched", "studies", "", session=session)
-    return render(
-        request, "unmatched.html", items=items, states=states, link_available=link_available
-    )
+    return render(request, "unmatched.html", items=items, states=states)
 
 
 @router.get("/ui/queue", response_class=HTMLResponse)

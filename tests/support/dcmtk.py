@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from tests.support.tools import require
+
 
 def _env() -> dict[str, str]:
     return dict(os.environ, TCP_NODELAY="1")
@@ -15,6 +17,7 @@ def _env() -> dict[str, str]:
 def echoscu(
     port: int, *, aet: str = "ECHOSCU", aec: str = "RISGATE"
 ) -> subprocess.CompletedProcess[str]:
+    require("echoscu")
     return subprocess.run(
         ["echoscu", "-aet", aet, "-aec", aec, "127.0.0.1", str(port)],
         capture_output=True,
@@ -33,6 +36,7 @@ def storescu(
     extra: Sequence[str] = (),
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
+    require("storescu")
     args = ["storescu", "-aet", aet, "-aec", aec, "--max-send-pdu", "131072", *extra]
     args += ["127.0.0.1", str(port), *[str(f) for f in files]]
     return subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=timeout)
@@ -62,6 +66,7 @@ def storescu_acknowledged(
 
     What the modality saw acknowledged is what a durability test must find again.
     """
+    require("storescu")
     proc = subprocess.Popen(
         ["storescu", "-v", "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
         stdout=subprocess.PIPE,

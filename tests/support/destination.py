@@ -1,4 +1,4 @@
-"""A gateway forward destination (TOML table) pointing at a local Orthanc."""
+"""A gateway forward destination (TOML table) pointing at a local Orthanc, and what it holds."""
 
 from __future__ import annotations
 
@@ -20,3 +20,31 @@ def destination_for(orthanc: LocalOrthanc, **extra: object) -> dict[str, object]
     }
     dest.update(extra)
     return dest
+
+
+def orthanc_sop_uids(orthanc: LocalOrthanc, study_uid: str) -> set[str]:
+    """SOP Instance UIDs Orthanc holds for ``study_uid`` (empty if it has no such study)."""
+    with orthanc.client() as c:
+        found = c.post("/tools/lookup", content=study_uid).json()
+        ids = [f["ID"] for f in found if f["Type"] == "Study"]
+        if not ids:
+            return set()
+        return {
+            i["MainDicomTags"]["SOPInstanceUID"]
+            for i in c.get(f"/studies/{ids[0]}/instances").json()
+        }
+
+
+def orthanc_study(orthanc: LocalOrthanc, study_uid: str) -> dict | None:
+    with orthanc.client() as c:
+        found = [
+            f for f in c.post("/tools/lookup", content=study_uid).json() if f["Type"] == "Study"
+        ]
+        if len(found) != 1:
+            return None
+        return c.get(f"/studies/{found[0]['ID']}").json()
+
+
+def patient_id_in_orthanc(orthanc: LocalOrthanc, study_uid: str) -> str | None:
+    study = orthanc_study(orthanc, study_uid)
+    return study["PatientMainDicomTags"].get("PatientID") if study else None

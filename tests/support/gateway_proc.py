@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.support.net import free_port
+from tests.support.wait import wait_until
 
 
 def _toml_value(value: Any) -> str:
@@ -151,17 +151,17 @@ class GatewayProcess:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"gateway exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200:
-                    return
+                return httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("gateway did not become ready")
+                return False
+
+        wait_until(ready, timeout, "the gateway's /healthz", interval=0.2)
 
     def kill(self) -> None:
         """SIGKILL the whole process group (the gateway and its children)."""

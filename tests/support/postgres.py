@@ -7,10 +7,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.support.net import free_port
+from tests.support.wait import wait_until
 
 
 def _bin(name: str) -> str:
@@ -48,18 +48,13 @@ class PostgresCluster:
             "-c max_connections=300",
             "start",
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if (
-                subprocess.run(
-                    [_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                    capture_output=True,
-                ).returncode
-                == 0
-            ):
-                return
-            time.sleep(0.2)
-        raise TimeoutError("PostgreSQL did not start")
+        isready = [_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)]
+        wait_until(
+            lambda: subprocess.run(isready, capture_output=True).returncode == 0,
+            30,
+            "PostgreSQL accepting connections",
+            interval=0.2,
+        )
 
     def create_database(self) -> str:
         """A new empty database; returns its SQLAlchemy URL."""

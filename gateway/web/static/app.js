@@ -66,14 +66,12 @@ async function searchOrders(form) {
       row.className = "order-hit";
       row.dataset.accession = p.accession_number;
       row.textContent = p.accession_number + " · " + order.patient_name + " · " + p.procedure_text + " ";
-      if (form.dataset.link === "yes") {
-        const link = document.createElement("button");
-        link.type = "button";
-        link.className = "link-order";
-        link.textContent = results.dataset.linkLabel;
-        link.addEventListener("click", () => linkStudy(form.dataset.study, p.accession_number, row, results));
-        row.appendChild(link);
-      }
+      const link = document.createElement("button");
+      link.type = "button";
+      link.className = "link-order";
+      link.textContent = results.dataset.linkLabel;
+      link.addEventListener("click", () => linkStudy(form.dataset.study, p.accession_number, row, results));
+      row.appendChild(link);
       results.appendChild(row);
     }
   }
