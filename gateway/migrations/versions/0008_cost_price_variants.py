@@ -2,7 +2,7 @@
 records, staff inputs per study, mapping versions, films printed reported by MPPS
 
 Revision ID: 0008_cost
-Revises: 0007 (depends on 0003 orders and 0004 costing, whose tables it alters)
+Revises: 0007, 0004 (joins the costing branch, whose tables it alters; depends on 0003 orders)
 Create Date: 2026-12-03 07:00:00
 """
 
@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_cost"
-down_revision: str | None = "0007"
+down_revision: str | Sequence[str] | None = ("0007", "0004")
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = ("0003", "0004")
+depends_on: str | Sequence[str] | None = "0003"
 
 
 def upgrade() -> None:
