@@ -69,6 +69,7 @@ def enqueue_new(
 class Claimed(NamedTuple):
     id: int
     ref: str
+    attempts: int = 1  # counting this one
 
 
 def claim(
@@ -96,10 +97,10 @@ def claim(
     rows = sql.rows(
         "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?"
         f" WHERE id IN (SELECT id FROM jobs WHERE {where}"
-        f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING id, ref",
+        f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING id, ref, attempts",
         [JobState.RUNNING, lease_end, now, *params, limit],
     )
-    return [Claimed(int(pk), str(ref)) for pk, ref in rows]
+    return [Claimed(int(pk), str(ref), int(attempts)) for pk, ref, attempts in rows]
 
 
 def finish(session: Session, job_ids: Sequence[int]) -> None:
