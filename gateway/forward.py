@@ -258,6 +258,10 @@ class ForwardWorker:
                     base_s=fwd.backoff_base_s,
                     cap_s=fwd.backoff_cap_s,
                 )
+        if stopping:
+            log.info(
+                "stopping: %d instances for %s back in the queue", len(stopping), self.dest.name
+            )
         for error, ids in failed.items():
             log.warning(
                 "%d of %d instances not accepted by %s: %s (jobs %s)",
