@@ -170,6 +170,11 @@ def test_bad_instances_die_alone_and_neighbours_are_verified(
         )
         assert by_sop[refused_sop]["last_error"] == "pacs: C-STORE status 0xA700"
         assert "Odd Fragment Length" in (orthanc.config.work_dir / "orthanc.log").read_text()
+        page = httpx.get(f"{gw.api}/ui/queue", headers=gw.headers, timeout=30)
+        assert page.status_code == 200
+        for text in (odd_sop, refused_sop, "association aborted by the peer", "0xA700"):
+            assert text in page.text
+        assert f'data-url="/api/studies/{study_uid}/forward/retry"' in page.text
 
         # Nothing charged to the neighbours: each sent once, DONE.
         engine = create_engine(db_url)
