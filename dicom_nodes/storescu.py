@@ -9,7 +9,7 @@ process that only forwards (``--role worker``) takes the same path as ``serve``.
 One instance's failure is its own: each result says whether the peer judged the instance
 (a refusal status, or the association broken while that instance was on the wire: charged
 to it) or never saw it (the association ended before it, or the sender is stopping: sent
-again at once without counting an attempt). A peer's A-ABORT or a closed connection ends
+again without counting an attempt). A peer's A-ABORT or a closed connection ends
 the wait for a response at once (pynetdicom's state machine queues an empty message when
 the association ends); :meth:`StoreSCU.interrupt` ends a send or an association being
 opened from another thread, even a send blocked on a peer that stopped reading.
@@ -149,21 +149,29 @@ class StoreSCU:
         contexts = sorted(needed | self._contexts)[:128]
         for sop_class, syntax in contexts:
             ae.add_requested_context(sop_class, syntax)
+        # interrupt() finds the association through _opening until it is _assoc, then
+        # this thread checks the flag: one way or the other, it is interrupted.
         self._opening = ae
         try:
             assoc = ae.associate(self.host, self.port, ae_title=self.called_ae)
+            if assoc.is_established:
+                self._hold(assoc)
+                self._assoc = assoc
         finally:
             self._opening = None
         if self._interrupted.is_set():
-            if assoc.is_established:
-                self._assoc = assoc
-                self.close(graceful=False)
+            self.close(graceful=False)
             raise SendError("interrupted: the gateway is stopping")
         if not assoc.is_established:
             raise SendError(
                 f"association with {self.called_ae}@{self.host}:{self.port} "
                 f"{'rejected' if assoc.is_rejected else 'failed'}"
             )
+        self._contexts = set(contexts)
+        return assoc
+
+    def _hold(self, assoc: Association) -> None:
+        """Tune a new association's socket and keep its reactor paused (_HeldCheckpoint)."""
         sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -174,8 +182,6 @@ class StoreSCU:
         deadline = time.monotonic() + self.timeout_s
         while not assoc._is_paused and time.monotonic() < deadline:
             time.sleep(0.0005)
-        self._contexts = set(contexts)
-        return assoc
 
     def _association(self, needed: set[tuple[str, str]]) -> Association:
         stale = time.monotonic() - self._last_used > self.idle_close_s
@@ -184,7 +190,7 @@ class StoreSCU:
         ):
             self.close()
         if self._assoc is None:
-            self._assoc = self._open(needed)
+            return self._open(needed)
         return self._assoc
 
     def send(self, files: list[tuple[Path | Dataset, str, str]]) -> list[Failure | None]:
