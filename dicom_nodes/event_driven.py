@@ -86,6 +86,7 @@ class WakeableDUL(DULServiceProvider):
         self._poller: select.poll | None = None
         self._send_lock = threading.Lock()
         self._queued_pdata = 0  # queued P-DATA primitives not yet sent
+        self._send_failed = False  # the connection failed a send: Evt17 is queued
 
     def _wake(self) -> None:
         with self._wake_lock:
@@ -137,6 +138,8 @@ class WakeableDUL(DULServiceProvider):
         )
         sock = getattr(self.socket, "socket", None)
         try:
+            if self._send_failed:
+                return  # the rest of this dataset has nowhere to go (Evt17 queued once)
             if sock is None:
                 raise OSError("no connection")
             # MSG_MORE: the header leaves with the data (TLS sockets take no flags).
@@ -145,6 +148,7 @@ class WakeableDUL(DULServiceProvider):
             if piece.length:
                 sock.sendfile(piece.file, piece.offset, piece.length)
         except (OSError, ValueError):
+            self._send_failed = True
             self.event_queue.put("Evt17")  # as pynetdicom's send: transport closed
         finally:
             if piece.last:
@@ -362,7 +366,12 @@ class EventDrivenRequestHandler(RequestHandler):
 
 
 class EventDrivenAE(AE):
-    """An AE whose requested associations wait for events too (outbound C-STORE)."""
+    """An AE whose requested associations wait for events too (outbound C-STORE).
+
+    ``requested`` is the association being requested, as soon as it exists (so another
+    thread can interrupt it while ``associate`` waits for the peer)."""
+
+    requested: Association | None = None
 
     def _create_socket(
         self,
@@ -373,4 +382,5 @@ class EventDrivenAE(AE):
         make_event_driven(assoc)  # called before the socket is attached and anything runs
         sock = BulkReadSocket(assoc, address=address)
         sock.tls_args = tls_args
+        self.requested = assoc
         return sock

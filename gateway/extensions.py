@@ -6,6 +6,7 @@ Each later part (forwarding, HL7 orders, worklist, MPPS, costing) adds itself he
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from dicom_nodes.server import ServiceSpec
@@ -43,6 +44,7 @@ def start_forwarding(service: Service) -> Callable[[], None]:
     """Start one forward sender per destination; returns their stop function."""
     from gateway.db import is_sqlite
     from gateway.forward import ForwardWorker, release_stale_claims
+    from gateway.procutil import STOP_WAIT_S
 
     if is_sqlite(service.db.engine):
         # On SQLite one process owns the workers: claims left by a killed run end now.
@@ -55,7 +57,10 @@ def start_forwarding(service: Service) -> Callable[[], None]:
 
     def stop() -> None:
         for w in workers:
-            w.stop()
+            w.request_stop()
+        deadline = time.monotonic() + STOP_WAIT_S
+        for w in workers:
+            w.join(deadline)
 
     return stop
 

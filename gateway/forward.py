@@ -2,9 +2,18 @@
 as its index row); one sender thread per destination drains them while studies arrive.
 
 Jobs are claimed with a lease (``forward.lease_s``), sent in batches over a reused
-association (DICOM) or by REST upload, then finished in one transaction. A failure
-counts an attempt and retries with backoff and jitter; after ``forward.max_attempts`` the
-job is DEAD with its last error, until ``risgate forward retry`` or the API revives it.
+association (DICOM) or by REST upload, then finished in one transaction.
+
+One instance's failure never fails its neighbours. A failure is charged to the instance
+the destination judged: the one it refused (status and comment), or the one on the wire
+when the association was aborted, closed or timed out. That attempt counts and the job
+retries with backoff and jitter; after ``forward.max_attempts`` it is DEAD with the
+destination's words, until ``risgate forward retry``, ``POST /api/queue/retry`` or
+``POST /api/studies/{uid}/forward/retry`` revives it. The instances of the batch not yet
+sent go back to the queue at once without counting an attempt, and jobs that failed
+before are sent last in their next batch: a suspect can only hold up other suspects.
+Stopping the gateway interrupts a send at once; what was acknowledged is recorded, the
+rest goes back to the queue uncharged (or through its lease if the thread is stuck).
 """
 
 from __future__ import annotations
@@ -21,11 +30,12 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dicom_nodes.storescu import SendError, StoreSCU
+from dicom_nodes.storescu import INTERRUPTED, Failure, SendError, StoreSCU
 from gateway import jobs
 from gateway.coerce import CoercionPlan, coerced_dataset, plan_for_study
 from gateway.models import Instance, Job, JobState, Series
 from gateway.pacs_client import OrthancClient, PacsError
+from gateway.procutil import STOP_WAIT_S
 from gateway.receive import StoredInstance
 from gateway.routing import destinations_for
 from gateway.settings import DestinationSettings, Settings
@@ -63,6 +73,7 @@ class Item:
     transfer_syntax: str
     study_pk: int
     dataset: Dataset | None = None  # the coerced copy, when the study matched an order
+    attempts: int = 1  # this attempt's number: above 1, the job failed before
 
 
 # After sending something, the sender looks for new jobs this often for a while.
@@ -75,6 +86,7 @@ class Sender:
 
     def __init__(self, dest: DestinationSettings, calling_ae: str) -> None:
         self.dest = dest
+        self.interrupted = threading.Event()
         self.scu: StoreSCU | None = None
         self.rest: OrthancClient | None = None
         if dest.protocol == "dicom":
@@ -84,14 +96,17 @@ class Sender:
         else:
             self.rest = OrthancClient.for_destination(dest)
 
-    def send(self, items: list[Item]) -> list[str | None]:
+    def send(self, items: list[Item]) -> list[Failure | None]:
         if self.scu is not None:
             return self.scu.send(
                 [(i.dataset or i.path, i.sop_class_uid, i.transfer_syntax) for i in items]
             )
         assert self.rest is not None
-        results: list[str | None] = []
+        results: list[Failure | None] = []
         for item in items:
+            if self.interrupted.is_set():
+                results.append(INTERRUPTED)
+                continue
             try:
                 if item.dataset is not None:
                     buffer = BytesIO()
@@ -101,11 +116,18 @@ class Sender:
                     self.rest.upload(item.path)
                 results.append(None)
             except PacsError as exc:
-                results.append(str(exc))
+                results.append(Failure(str(exc)))
                 if "HTTP 4" not in str(exc):  # unreachable: the rest would fail too
-                    results += [str(exc)] * (len(items) - len(results))
+                    results += [Failure(str(exc))] * (len(items) - len(results))
                     break
         return results
+
+    def interrupt(self) -> None:
+        """From another thread: stop sending (a DICOM send ends at once; a REST upload
+        under way ends with its own timeout)."""
+        self.interrupted.set()
+        if self.scu is not None:
+            self.scu.interrupt()
 
     def close(self) -> None:
         if self.scu is not None:
@@ -126,6 +148,7 @@ class ForwardWorker:
         self.dest = dest
         self.stop_event = threading.Event()
         self.wake = threading.Event()
+        self.senders: list[Sender] = []
         self.threads = [
             threading.Thread(target=self._loop, name=f"forward-{dest.name}-{i}", daemon=True)
             for i in range(dest.associations)
@@ -135,15 +158,33 @@ class ForwardWorker:
         for thread in self.threads:
             thread.start()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Interrupt the senders: a send under way ends at once (see :meth:`join`)."""
         self.stop_event.set()
         self.wake.set()
+        for sender in list(self.senders):
+            sender.interrupt()
+
+    def join(self, deadline: float) -> None:
+        """Wait until ``deadline`` (monotonic) for the interrupted senders: each records
+        what the destination acknowledged and gives the rest back to the queue. A thread
+        still stuck then is left to die with the process; its jobs come back when their
+        lease ends."""
         for thread in self.threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("forward sender %s still busy at shutdown", thread.name)
+
+    def stop(self) -> None:
+        self.request_stop()
+        self.join(time.monotonic() + STOP_WAIT_S)
 
     def _loop(self) -> None:
         cfg = self.service.settings
         sender = Sender(self.dest, cfg.dicom.ae_title)
+        self.senders.append(sender)
+        if self.stop_event.is_set():
+            sender.interrupt()
         last_work = -RECENT_WORK_S
         try:
             while not self.stop_event.is_set():
@@ -181,19 +222,33 @@ class ForwardWorker:
         if not items:
             return len(claimed)
         failed_coercion = self._coerce(items)
+        # Jobs that failed before go last: if one of them breaks the association, the
+        # others of the batch are already through.
+        items.sort(key=lambda i: i.attempts > 1)
         try:
             results = sender.send(items) if items else []
         except (SendError, PacsError, OSError) as exc:
-            results = [str(exc)] * len(items)
+            failure = INTERRUPTED if sender.interrupted.is_set() else Failure(str(exc))
+            results = [failure] * len(items)
         done = [i.job_id for i, r in zip(items, results, strict=True) if r is None]
+        stopping = [i.job_id for i, r in zip(items, results, strict=True) if r is INTERRUPTED]
+        # Not sent because the association ended before them: back soon, uncharged (a
+        # short wait, so a destination that aborts every association is not hammered).
+        not_sent = [
+            i.job_id
+            for i, r in zip(items, results, strict=True)
+            if r is not None and r is not INTERRUPTED and not r.charged
+        ]
         failed: dict[str, list[int]] = {}
         for job_id, reason in failed_coercion:
             failed.setdefault(reason, []).append(job_id)
-        for item, error in zip(items, results, strict=True):
-            if error is not None:
-                failed.setdefault(error, []).append(item.job_id)
+        for item, result in zip(items, results, strict=True):
+            if result is not None and result.charged:
+                failed.setdefault(result.reason, []).append(item.job_id)
         with self.service.db.session(durable=False) as session:
             jobs.finish(session, done)
+            jobs.release(session, stopping)
+            jobs.release(session, not_sent, delay_s=fwd.backoff_base_s)
             for error, ids in failed.items():
                 jobs.fail(
                     session,
@@ -203,13 +258,18 @@ class ForwardWorker:
                     base_s=fwd.backoff_base_s,
                     cap_s=fwd.backoff_cap_s,
                 )
-        if failed:
+        if stopping:
+            log.info(
+                "stopping: %d instances for %s back in the queue", len(stopping), self.dest.name
+            )
+        for error, ids in failed.items():
             log.warning(
-                "%d of %d instances not accepted by %s: %s",
-                sum(len(v) for v in failed.values()),
+                "%d of %d instances not accepted by %s: %s (jobs %s)",
+                len(ids),
                 len(items),
                 self.dest.name,
-                next(iter(failed)),
+                error,
+                ", ".join(map(str, ids[:10])),
             )
         return len(claimed)
 
@@ -239,6 +299,7 @@ def _items(
     if not claimed:
         return [], []
     by_pk = {int(job.ref): job.id for job in claimed}
+    attempts = {job.id: job.attempts for job in claimed}
     rows = session.execute(
         select(
             Instance.id,
@@ -254,7 +315,8 @@ def _items(
     for pk, rel, sop_class, syntax, study_pk in rows:
         path = absolute(rel)
         if path.is_file():
-            items.append(Item(by_pk.pop(pk), path, sop_class, syntax, study_pk))
+            job_id = by_pk.pop(pk)
+            items.append(Item(job_id, path, sop_class, syntax, study_pk, attempts=attempts[job_id]))
     return items, list(by_pk.values())
 
 

@@ -82,6 +82,7 @@ def enqueue_new(
 class Claimed(NamedTuple):
     id: int
     ref: str
+    attempts: int = 1  # counting this one
 
 
 def claim(
@@ -111,10 +112,10 @@ def claim(
     rows = sql.rows(
         "UPDATE jobs SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?,"
         f" rerun = ? WHERE id IN (SELECT id FROM jobs WHERE {where}"
-        f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING id, ref",
+        f" ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING id, ref, attempts",
         [JobState.RUNNING, lease_end, now, False, *params, limit],
     )
-    return [Claimed(int(pk), str(ref)) for pk, ref in rows]
+    return [Claimed(int(pk), str(ref), int(attempts)) for pk, ref, attempts in rows]
 
 
 def finish(session: Session, job_ids: Sequence[int]) -> None:

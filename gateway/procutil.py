@@ -9,6 +9,11 @@ from typing import Any
 
 _stop = threading.Event()
 
+# On SIGTERM, how long (seconds) each role waits for its work under way to wrap up (a send
+# interrupted, a handler waiting on a PACS, an HTTP request) before the process exits;
+# jobs still held then come back to the queue when their lease ends.
+STOP_WAIT_S = 3
+
 
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux)."""

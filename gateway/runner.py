@@ -19,7 +19,7 @@ import uvicorn
 
 from gateway.extensions import dicom_services, install_extensions, start_forwarding
 from gateway.logs import setup_logging
-from gateway.procutil import die_with_parent, install_stop_handlers
+from gateway.procutil import STOP_WAIT_S, die_with_parent, install_stop_handlers
 from gateway.service import Service
 from gateway.settings import Settings
 from gateway.worker import Worker
@@ -100,6 +100,7 @@ def serve(settings: Settings, roles: list[str]) -> None:
                 access_log=False,
                 ssl_certfile=settings.http.tls_cert_file,
                 ssl_keyfile=settings.http.tls_key_file,
+                timeout_graceful_shutdown=STOP_WAIT_S,  # a request waiting on a PACS
             )
             uvicorn.Server(config).run()
         else:

@@ -113,11 +113,10 @@ def verify_study(service: Service, study_uid: str) -> bool:
         waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.RUNNING, 0)
         dead = counts.get(JobState.DEAD, 0)
         held = counts.get(JobState.HELD, 0)
-        # Not sent yet: held for a person (linking checks again), queued, or dead jobs.
+        # Not sent yet: held for a person (linking checks again) or queued.
         pending = (
             (ForwardState.HELD, f"{held} held: not matched") if held
             else (ForwardState.PENDING, f"{waiting} queued") if waiting
-            else (ForwardState.INCOMPLETE, f"{dead} dead jobs") if dead
             else None
         )  # fmt: skip
         if pending is not None:
@@ -125,27 +124,37 @@ def verify_study(service: Service, study_uid: str) -> bool:
                 _record(session, study_pk, dest.name, pending[0], expected=expected,
                         found=done, detail=pending[1])  # fmt: skip
             again = again or bool(waiting and not held)
-            incomplete = incomplete or bool(held or (dead and not waiting))
+            incomplete = incomplete or bool(held)
             continue
+        incomplete = incomplete or bool(dead)
+        dead_note = f"{dead} dead (the destination refused them)" if dead else ""
         if not (fwd.verify and dest.url):
+            state = ForwardState.INCOMPLETE if dead else ForwardState.SENT
             with service.db.session() as session:
-                _record(session, study_pk, dest.name, ForwardState.SENT, expected=expected,
-                        found=expected, detail="sent; destination not verifiable")  # fmt: skip
+                _record(session, study_pk, dest.name, state, expected=expected, found=done,
+                        detail=dead_note or "sent; destination not verifiable")  # fmt: skip
             continue
         client = OrthancClient.for_destination(dest)
         try:
             remote = client.study_sop_uids(study_uid)
         finally:
             client.close()
+        # The dead ones are not re-queued: they wait for a person (retry action).
+        dead_refs = _dead_refs(service, dest.name, refs) if dead else set()
         wanted = {pk: uid for pk, uid in instances.items() if str(pk) in refs}
-        missing = [pk for pk, uid in wanted.items() if uid not in remote]
+        missing = [
+            pk for pk, uid in wanted.items() if uid not in remote and str(pk) not in dead_refs
+        ]
+        found = sum(1 for uid in wanted.values() if uid in remote)
         with service.db.session() as session:
             for pk in missing:
                 jobs.enqueue(session, FORWARD, str(pk), dest.name)
-            state = ForwardState.INCOMPLETE if missing else ForwardState.VERIFIED
-            detail = f"{len(missing)} missing in {dest.name}: re-queued" if missing else ""
+            state = ForwardState.INCOMPLETE if missing or dead else ForwardState.VERIFIED
+            notes = [f"{len(missing)} missing in {dest.name}: re-queued"] if missing else []
+            if dead:
+                notes.append(f"{dead_note}; {found} of {len(wanted)} verified")
             _record(session, study_pk, dest.name, state, expected=len(wanted),
-                    found=len(wanted) - len(missing), detail=detail)  # fmt: skip
+                    found=found, detail="; ".join(notes))  # fmt: skip
         if missing:
             log.warning("%d instances missing in %s: re-queued", len(missing), dest.name)
             again = True
@@ -161,6 +170,20 @@ def _not_done(cutoff: datetime) -> Select[int]:
         StudyForward.state.notin_([ForwardState.VERIFIED, ForwardState.SENT])
         | (StudyForward.verified_at > cutoff)
     )
+
+
+def _dead_refs(service: Service, destination: str, refs: list[str]) -> set[str]:
+    with service.db.sessions() as session:
+        return set(
+            session.scalars(
+                select(Job.ref).where(
+                    Job.kind == FORWARD,
+                    Job.destination == destination,
+                    Job.state == JobState.DEAD,
+                    Job.ref.in_(refs),
+                )
+            )
+        )
 
 
 def purge_verified(service: Service) -> int:

@@ -6,6 +6,7 @@ import logging
 import threading
 
 from gateway import jobs
+from gateway.procutil import STOP_WAIT_S
 from gateway.service import Service
 from gateway.studies import mark_stable
 
@@ -17,6 +18,7 @@ class Worker:
         self.service = service
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
+        self._in_flight: list[int] = []  # jobs claimed by the handler running now
 
     def run_once(self) -> int:
         """One pass: sweep studies, then run each handler on its due jobs. Returns work done."""
@@ -33,12 +35,15 @@ class Worker:
                 claimed = [job.id for job in jobs.claim(session, [kind], limit=100)]
             if not claimed:
                 continue
+            self._in_flight = claimed
             try:
                 handler(self.service, claimed)
             except Exception as exc:
                 log.exception("job handler %s failed", kind)
                 with self.service.db.session() as session:
                     jobs.fail(session, claimed, f"{type(exc).__name__}: {exc}", max_attempts=10)
+            finally:
+                self._in_flight = []
             done += len(claimed)
         return done
 
@@ -60,4 +65,10 @@ class Worker:
     def stop(self) -> None:
         self.stop_event.set()
         if self.thread:
-            self.thread.join(timeout=10)
+            self.thread.join(timeout=STOP_WAIT_S)
+            in_flight = self._in_flight
+            if self.thread.is_alive() and in_flight:
+                # Still waiting for a PACS or an EMR: its jobs are due again at once.
+                log.warning("job handler still busy at shutdown: %d jobs put back", len(in_flight))
+                with self.service.db.session() as session:
+                    jobs.release(session, in_flight)

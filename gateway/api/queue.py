@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from gateway import jobs
 from gateway.api.deps import get_session
+from gateway.forward_dead import instances_of_jobs
 from gateway.models import Job, JobState
 from gateway.verify import requeue_verification
 
@@ -28,6 +29,8 @@ class DeadJob(BaseModel):
     attempts: int
     last_error: str
     updated_at: datetime
+    study_uid: str | None = Field(default=None, description="forward jobs: the study")
+    sop_instance_uid: str | None = Field(default=None, description="forward jobs: the instance")
 
 
 class QueueStatus(BaseModel):
@@ -58,13 +61,19 @@ def status(session: Session, dead_limit: int = 100) -> QueueStatus:
         select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)
     ):
         counts.setdefault(kind, {})[state] = int(n)
-    dead = session.scalars(
-        select(Job)
-        .where(Job.state == JobState.DEAD)
-        .order_by(Job.updated_at.desc())
-        .limit(dead_limit)
-    )
-    return QueueStatus(counts=counts, dead=[DeadJob.model_validate(j) for j in dead])
+    dead = [
+        DeadJob.model_validate(j)
+        for j in session.scalars(
+            select(Job)
+            .where(Job.state == JobState.DEAD)
+            .order_by(Job.updated_at.desc())
+            .limit(dead_limit)
+        )
+    ]
+    instances = instances_of_jobs(session, [j.id for j in dead])
+    for job in dead:
+        job.study_uid, job.sop_instance_uid = instances.get(job.id, (None, None))
+    return QueueStatus(counts=counts, dead=dead)
 
 
 @router.post("/retry", response_model=RetryResult)

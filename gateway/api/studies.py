@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from gateway import reconcile
 from gateway.api.deps import get_service, get_session
+from gateway.forward_dead import dead_in_study, retry_study
 from gateway.identifiers import InvalidIdentifier, is_valid_uid
 from gateway.models import ForwardState, Instance, Patient, Series, Study, StudyForward
 from gateway.notify import viewer_url
@@ -57,6 +58,15 @@ class SeriesDetail(BaseModel):
     instances: int
 
 
+class DeadInstanceDetail(BaseModel):
+    job_id: int
+    sop_instance_uid: str
+    series_uid: str
+    attempts: int
+    last_error: str = Field(description="the destination's words (status and comment, or abort)")
+    updated_at: datetime
+
+
 class ForwardDetail(BaseModel):
     destination: str
     state: str
@@ -65,6 +75,9 @@ class ForwardDetail(BaseModel):
     checked_at: datetime | None
     verified_at: datetime | None
     detail: str
+    dead: list[DeadInstanceDetail] = Field(
+        default_factory=list, description="instances this destination keeps refusing"
+    )
 
 
 class StudyDetail(StudySummary):
@@ -77,6 +90,15 @@ class StudyDetail(StudySummary):
 
 class LinkRequest(BaseModel):
     accession_number: str = Field(min_length=1, max_length=16)
+
+
+class ForwardRetryRequest(BaseModel):
+    destination: str | None = Field(default=None, max_length=64, description="None: all")
+
+
+class ForwardRetryResult(BaseModel):
+    study_uid: str
+    retried: int
 
 
 class LinkResult(BaseModel):
@@ -164,6 +186,9 @@ def get_study(
         )
         for s, n in rows
     ]
+    dead: dict[str, list[DeadInstanceDetail]] = {}
+    for d in dead_in_study(session, study_pk):
+        dead.setdefault(d.destination, []).append(DeadInstanceDetail(**d._asdict()))
     forwarding = [
         ForwardDetail(
             destination=f.destination,
@@ -173,10 +198,25 @@ def get_study(
             checked_at=f.checked_at,
             verified_at=f.verified_at,
             detail=f.detail,
+            dead=dead.pop(f.destination, []),
         )
         for f in session.scalars(
             select(StudyForward).where(StudyForward.study_pk == study_pk).order_by(StudyForward.id)
         )
+    ]
+    # Dead before the study was checked (still arriving): shown all the same.
+    forwarding += [
+        ForwardDetail(
+            destination=name,
+            state=ForwardState.INCOMPLETE,
+            expected=0,
+            found=0,
+            checked_at=None,
+            verified_at=None,
+            detail=f"{len(items)} dead (the destination refused them)",
+            dead=items,
+        )
+        for name, items in dead.items()
     ]
     purged_at = session.scalar(select(Study.purged_at).where(Study.id == study_pk))
     accession = session.scalar(
@@ -198,6 +238,22 @@ def get_study(
         order_accession=accession,
         viewer_url=link,
     )
+
+
+@router.post("/{study_uid}/forward/retry", response_model=ForwardRetryResult)
+def retry_forward(
+    study_uid: str,
+    body: ForwardRetryRequest,
+    session: Annotated[Session, Depends(get_session)],
+) -> ForwardRetryResult:
+    """Send the study's dead instances again (attempts reset), then verify the study."""
+    if not is_valid_uid(study_uid):
+        raise HTTPException(422, "study_uid is not a valid DICOM UID")
+    study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
+    if study_pk is None:
+        raise HTTPException(404, "study not found")
+    retried = retry_study(session, study_pk, body.destination)
+    return ForwardRetryResult(study_uid=study_uid, retried=retried)
 
 
 @router.post("/{study_uid}/link", response_model=LinkResult)

@@ -32,6 +32,7 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/studies/{study_uid}"): frozenset({A, R, B, I}),
     ("GET", "/api/studies/{study_uid}/viewer"): STAFF,
     ("POST", "/api/studies/{study_uid}/link"): frozenset({A, R, B}),
+    ("POST", "/api/studies/{study_uid}/forward/retry"): ADMIN,  # as /api/queue/retry
     ("GET", "/api/series/{series_uid}/thumbnail"): STAFF,
     # orders and HL7 (billing sees the HL7 log with patient data masked)
     ("GET", "/api/orders"): frozenset({A, R, B, I}),
@@ -109,6 +110,7 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/api/norms/import"): "change.norm_import",
     ("GET", "/api/reports/costs"): "export.cost_report",
     ("POST", "/api/queue/retry"): "change.retry_dead",
+    ("POST", "/api/studies/{study_uid}/forward/retry"): "change.retry_study_forward",
     ("POST", "/api/users"): "change.user_create",
     ("POST", "/api/users/{name}/disable"): "change.user_disable",
     ("POST", "/api/users/{name}/tokens"): "change.user_token",

@@ -1,0 +1,224 @@
+"""One bad instance never holds up its study (issue: one bad instance, message or peer).
+
+A real Orthanc 1.10.1 and a real gateway process. Two instances of an eight-instance study
+are stored through the gateway's own service functions (the receive path will refuse such
+files at the door), then their stored files are spoiled the way Orthanc refuses:
+
+* Pixel Data of odd length (8,191 bytes): Orthanc logs ``DIMSE: Odd Fragment Length``,
+  says nothing, and aborts the association after its ``DicomScpTimeout`` (lowered to
+  2 s here; 30 s by default, as the gateway's DIMSE timeout);
+* no Series Instance UID: Orthanc answers C-STORE status 0xA700.
+
+The six others must reach Orthanc at once and be verified; each culprit goes DEAD on its
+own after ``forward.max_attempts`` attempts with Orthanc's words, shown in
+``/api/studies/{uid}`` and ``/api/queue``; the study-level retry (admin only, audited)
+sends them again once fixed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydicom
+import pytest
+from sqlalchemy import create_engine, select
+
+from gateway.extensions import install_extensions
+from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from gateway.models import Job
+from gateway.receive import Outcome
+from gateway.service import Service
+from gateway.settings import load_settings
+from tests.support.ctgen import make_ct_study
+from tests.support.destination import destination_for
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.integration
+
+DIMSE_TIMEOUT_S = 30.0  # the destination's default
+MAX_ATTEMPTS = 3
+ODD = 8191
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def quick_orthanc(tmp_path: Path) -> Iterator[LocalOrthanc]:
+    """A real Orthanc that aborts a stalled association after 2 s instead of 30 s."""
+    server = LocalOrthanc(
+        OrthancConfig(
+            work_dir=tmp_path / "orthanc",
+            http_port=free_port(),
+            dicom_port=free_port(),
+            extra={"DicomScpTimeout": 2},
+        )
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def odd_length(good: bytes) -> bytes:
+    """The same instance, its Pixel Data (the last element) 8,191 bytes long."""
+    at = good.rindex(b"\xe0\x7f\x10\x00OW\x00\x00")
+    return good[: at + 8] + struct.pack("<I", ODD) + b"\x01" * ODD
+
+
+def without_series_uid(good: Path) -> bytes:
+    ds = pydicom.dcmread(good)
+    del ds.SeriesInstanceUID
+    target = good.with_suffix(".noseries")
+    ds.save_as(target, enforce_file_format=True)
+    return target.read_bytes()
+
+
+def store_through_service(gw: GatewayProcess, files: list[Path]) -> Service:
+    """Store ``files`` as the gateway would (index, forward jobs), before it starts."""
+    service = Service.create(load_settings(gw.config_path))
+    install_extensions(service)
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        tmp = service.store.tmp_dir / path.name
+        shutil.copyfile(path, tmp)
+        result = service.receiver.receive(
+            tmp,
+            sop_class_uid=str(ds.SOPClassUID),
+            sop_instance_uid=str(ds.SOPInstanceUID),
+            calling_ae="MODALITY",
+        )
+        assert result.outcome is Outcome.STORED, result
+    return service
+
+
+def stored_path(service: Service, path: Path) -> Path:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    relative = service.store.relative_path(
+        str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+    )
+    return service.store.absolute(relative)
+
+
+def orthanc_sops(orthanc: LocalOrthanc, study_uid: str) -> set[str]:
+    try:
+        with orthanc.client() as c:
+            found = c.post("/tools/lookup", content=study_uid).json()
+            ids = [f["ID"] for f in found if f["Type"] == "Study"]
+            if not ids:
+                return set()
+            return {
+                i["MainDicomTags"]["SOPInstanceUID"]
+                for i in c.get(f"/studies/{ids[0]}/instances").json()
+            }
+    except httpx.HTTPError:
+        return set()
+
+
+def test_bad_instances_die_alone_and_neighbours_are_verified(
+    quick_orthanc: LocalOrthanc, gateway_factory: type, tmp_path: Path, db_url: str
+) -> None:
+    orthanc = quick_orthanc
+    cfg = {
+        "forward": {
+            "destinations": [destination_for(orthanc, timeout_s=DIMSE_TIMEOUT_S)],
+            "max_attempts": MAX_ATTEMPTS,
+        }
+    }
+    gw: GatewayProcess = gateway_factory.make(cfg)
+    gw.headers  # noqa: B018 -- migrates the database, makes the admin's token
+    study_uid, files = make_ct_study(tmp_path / "s", 8, size=64)
+    sops = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    odd_sop, refused_sop = sops[1], sops[4]
+    good_odd = files[1].read_bytes()
+    service = store_through_service(gw, files)
+    try:
+        stored_path(service, files[1]).write_bytes(odd_length(good_odd))
+        stored_path(service, files[4]).write_bytes(without_series_uid(files[4]))
+        neighbours = set(sops) - {odd_sop, refused_sop}
+
+        gw.start()
+        started = time.monotonic()
+        wait_for(lambda: neighbours <= orthanc_sops(orthanc, study_uid), 60, "the neighbours")
+        # All six in one batch with the culprits: they did not wait for a DIMSE timeout.
+        assert time.monotonic() - started < DIMSE_TIMEOUT_S / 2
+
+        def dead() -> dict[str, dict[str, Any]]:
+            jobs = gw.get("/api/queue")["dead"]
+            return {j["sop_instance_uid"]: j for j in jobs} if len(jobs) == 2 else {}
+
+        by_sop = wait_for(dead, 90, "both culprits dead")
+        assert set(by_sop) == {odd_sop, refused_sop}
+        for job in by_sop.values():
+            assert job["study_uid"] == study_uid
+            assert job["attempts"] == MAX_ATTEMPTS
+        assert by_sop[odd_sop]["last_error"] == (
+            "pacs: association aborted by the peer while sending this instance"
+        )
+        assert by_sop[refused_sop]["last_error"] == "pacs: C-STORE status 0xA700"
+        assert "Odd Fragment Length" in (orthanc.config.work_dir / "orthanc.log").read_text()
+        page = httpx.get(f"{gw.api}/ui/queue", headers=gw.headers, timeout=30)
+        assert page.status_code == 200
+        for text in (odd_sop, refused_sop, "association aborted by the peer", "0xA700"):
+            assert text in page.text
+        assert f'data-url="/api/studies/{study_uid}/forward/retry"' in page.text
+
+        # Nothing charged to the neighbours: each sent once, DONE.
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            rows = list(conn.execute(select(Job.state, Job.attempts).where(Job.kind == "forward")))
+        engine.dispose()
+        assert sorted(rows) == sorted([("DONE", 1)] * 6 + [("DEAD", MAX_ATTEMPTS)] * 2)
+
+        def checked() -> dict[str, Any]:
+            forwarding = gw.get(f"/api/studies/{study_uid}")["forwarding"]
+            return forwarding[0] if forwarding and forwarding[0]["found"] == 6 else {}
+
+        pacs = wait_for(checked, 60, "the study checked in Orthanc")
+        assert pacs["state"] == "INCOMPLETE"
+        assert pacs["expected"] == 8
+        assert "2 dead" in pacs["detail"] and "6 of 8 verified" in pacs["detail"]
+        assert {d["sop_instance_uid"]: d["last_error"] for d in pacs["dead"]} == {
+            odd_sop: by_sop[odd_sop]["last_error"],
+            refused_sop: by_sop[refused_sop]["last_error"],
+        }
+        assert orthanc_sops(orthanc, study_uid) == neighbours
+
+        # The retry: refused to a radiologist; the admin's is audited and works once the
+        # files are fixed.
+        url = f"{gw.api}/api/studies/{study_uid}/forward/retry"
+        radiologist = {"Authorization": "Bearer " + gw.user_token("rad", "radiologist")}
+        assert httpx.post(url, json={}, headers=radiologist, timeout=30).status_code == 403
+        stored_path(service, files[1]).write_bytes(good_odd)
+        stored_path(service, files[4]).write_bytes(files[4].read_bytes())
+        answer = httpx.post(url, json={"destination": "pacs"}, headers=gw.headers, timeout=30)
+        assert answer.status_code == 200
+        assert answer.json() == {"study_uid": study_uid, "retried": 2}
+        wait_for(lambda: set(sops) <= orthanc_sops(orthanc, study_uid), 60, "the retried two")
+
+        def verified() -> dict[str, Any]:
+            forwarding = gw.get(f"/api/studies/{study_uid}")["forwarding"]
+            return forwarding[0] if forwarding[0]["state"] == "VERIFIED" else {}
+
+        pacs = wait_for(verified, 60, "the study verified")
+        assert pacs["found"] == 8 and pacs["dead"] == []
+        assert gw.get("/api/queue")["dead"] == []
+        audit = gw.get("/api/audit", action="change.retry_study_forward")["items"]
+        assert [(a["user"], a["object_id"], a["outcome"]) for a in audit] == [
+            ("test-admin", study_uid, "ok")
+        ]
+    finally:
+        service.close()
