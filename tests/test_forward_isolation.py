@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +39,13 @@ from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 DIMSE_TIMEOUT_S = 30.0  # the destination's default
 MAX_ATTEMPTS = 3
 ODD = 8191
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -152,7 +143,7 @@ def test_bad_instances_die_alone_and_neighbours_are_verified(
 
         gw.start()
         started = time.monotonic()
-        wait_for(lambda: neighbours <= orthanc_sops(orthanc, study_uid), 60, "the neighbours")
+        wait_until(lambda: neighbours <= orthanc_sops(orthanc, study_uid), 60, "the neighbours")
         # All six in one batch with the culprits: they did not wait for a DIMSE timeout.
         assert time.monotonic() - started < DIMSE_TIMEOUT_S / 2
 
@@ -160,7 +151,7 @@ def test_bad_instances_die_alone_and_neighbours_are_verified(
             jobs = gw.get("/api/queue")["dead"]
             return {j["sop_instance_uid"]: j for j in jobs} if len(jobs) == 2 else {}
 
-        by_sop = wait_for(dead, 90, "both culprits dead")
+        by_sop = wait_until(dead, 90, "both culprits dead")
         assert set(by_sop) == {odd_sop, refused_sop}
         for job in by_sop.values():
             assert job["study_uid"] == study_uid
@@ -187,7 +178,7 @@ def test_bad_instances_die_alone_and_neighbours_are_verified(
             forwarding = gw.get(f"/api/studies/{study_uid}")["forwarding"]
             return forwarding[0] if forwarding and forwarding[0]["found"] == 6 else {}
 
-        pacs = wait_for(checked, 60, "the study checked in Orthanc")
+        pacs = wait_until(checked, 60, "the study checked in Orthanc")
         assert pacs["state"] == "INCOMPLETE"
         assert pacs["expected"] == 8
         assert "2 dead" in pacs["detail"] and "6 of 8 verified" in pacs["detail"]
@@ -207,13 +198,13 @@ def test_bad_instances_die_alone_and_neighbours_are_verified(
         answer = httpx.post(url, json={"destination": "pacs"}, headers=gw.headers, timeout=30)
         assert answer.status_code == 200
         assert answer.json() == {"study_uid": study_uid, "retried": 2}
-        wait_for(lambda: set(sops) <= orthanc_sops(orthanc, study_uid), 60, "the retried two")
+        wait_until(lambda: set(sops) <= orthanc_sops(orthanc, study_uid), 60, "the retried two")
 
         def verified() -> dict[str, Any]:
             forwarding = gw.get(f"/api/studies/{study_uid}")["forwarding"]
             return forwarding[0] if forwarding[0]["state"] == "VERIFIED" else {}
 
-        pacs = wait_for(verified, 60, "the study verified")
+        pacs = wait_until(verified, 60, "the study verified")
         assert pacs["found"] == 8 and pacs["dead"] == []
         assert gw.get("/api/queue")["dead"] == []
         audit = gw.get("/api/audit", action="change.retry_study_forward")["items"]

@@ -13,9 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pydicom
@@ -27,21 +25,12 @@ from gateway.models import Job
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 DIMSE_TIMEOUT_S = 30.0
 COUNT = 150
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def orthanc_count(orthanc: LocalOrthanc) -> int:
@@ -77,7 +66,7 @@ def test_sigterm_with_orthanc_paused_mid_send(
     assert orthanc.process is not None
     pacs_pid = orthanc.process.pid
     try:
-        wait_for(lambda: orthanc_count(orthanc) >= 10, 60, "forwarding under way")
+        wait_until(lambda: orthanc_count(orthanc) >= 10, 60, "forwarding under way")
         os.kill(pacs_pid, signal.SIGSTOP)
         assert modality.wait(120) == 0  # the gateway acknowledged every instance
         # The sender is now stuck on the paused Orthanc, well within its DIMSE timeout.
@@ -113,12 +102,12 @@ def test_sigterm_with_orthanc_paused_mid_send(
             return False
         return {i["MainDicomTags"]["SOPInstanceUID"] for i in instances} == sops
 
-    wait_for(delivered, 120, "every acknowledged instance in Orthanc")
+    wait_until(delivered, 120, "every acknowledged instance in Orthanc")
 
     def verified() -> bool:
         forwarding = gw.get(f"/api/studies/{study_uid}")["forwarding"]
         return [f["state"] for f in forwarding] == ["VERIFIED"]
 
-    wait_for(verified, 90, "the study verified")
+    wait_until(verified, 90, "the study verified")
     assert gw.get("/api/queue")["dead"] == []
     assert {state for state, _ in forward_jobs(gw.db_url)} == {"DONE"}
