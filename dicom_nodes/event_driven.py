@@ -21,6 +21,12 @@ On the C-STORE path, where every wake-up of another thread costs latency and CPU
 * a received dataset is queued for writeback after each fragment
   (:mod:`dicom_nodes.writeback`), so the store's fsync waits for the tail only.
 
+Protocol errors end in an A-ABORT, as PS3.8 asks, where pynetdicom dropped the
+connection on an exception: a P-DATA on a presentation context that was not accepted,
+a command set that cannot be decoded, an abort decided while a C-STORE is served on the
+DUL thread (an unknown SOP class). After an A-ABORT, what the peer still sends is
+dropped unread instead of parsed (and logged, and answered) 6 bytes at a time.
+
 Used for the associations the gateway accepts (:class:`EventDrivenRequestHandler`) and
 for those it requests to send instances (:class:`EventDrivenAE`).
 
