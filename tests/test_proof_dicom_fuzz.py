@@ -5,8 +5,9 @@ bit flips, odd lengths, wrong presentation context ids, PDUs over the announced 
 mutated commands and A-ASSOCIATE-RQs), one association per case, one after another.
 For every case:
 
-* it is answered (a C-STORE response), or the association is rejected or aborted, or
-  the gateway closes it once the peer stops sending: nothing hangs;
+* it is answered (a C-STORE response), or the association is rejected, aborted or
+  released (a PDU type flipped to A-RELEASE-RQ), or the gateway closes it once the peer
+  stops sending: nothing hangs, no connection is dropped unannounced;
 * after a mutated data set that was answered, a valid instance on the same association
   is stored (a bad instance does not spoil its association);
 * a C-ECHO on a new association succeeds.
@@ -60,7 +61,8 @@ DRAIN_S = 300 if FULL else 90
 
 @dataclass
 class Outcome:
-    kind: str  # answered, rejected, aborted, closed after the peer stopped, dropped
+    # answered, rejected, aborted, released, closed after the peer stopped, or dropped
+    kind: str
     status: int | None = None
     follow_up: int | None = None  # a valid instance sent after it, same association
 
@@ -125,7 +127,7 @@ def _until_end(peer: Peer, outcome: Outcome, case: Case) -> Outcome:
             if outcome.kind == "pending":
                 outcome.kind = "closed after the peer stopped"
             return outcome
-        if pdu.kind == 0x07 and outcome.kind in ("pending", "released"):
+        if pdu.kind == 0x07 and outcome.kind == "pending":
             outcome.kind = "aborted"
         elif pdu.kind == 0x04 and pdu.status() is not None:
             outcome.kind, outcome.status = "answered", pdu.status()
@@ -161,8 +163,8 @@ def _run(port: int, case: Case, mutator: DicomMutator) -> Outcome:
             if pdu is None:
                 outcome.kind = "dropped"
                 return outcome
-            if pdu.kind == 0x07:
-                outcome.kind = "aborted"
+            if pdu.kind in (0x06, 0x07):  # a PDU type flipped to A-RELEASE-RQ is one
+                outcome.kind = "released" if pdu.kind == 0x06 else "aborted"
                 return _until_end(peer, outcome, case)
             if pdu.kind == 0x04 and pdu.status() is not None:
                 outcome.kind, outcome.status = "answered", pdu.status()
@@ -327,7 +329,9 @@ def test_dicom_fuzz_answered_echo_after_each_stored_ones_delivered_or_dead(
         "refused at receipt": sum(
             n for label, n in labels.items() if label.startswith("status") and "0x0000" not in label
         ),
-        "aborted or rejected": labels["aborted"] + labels["rejected"],
+        "aborted, rejected or released": labels["aborted"]
+        + labels["rejected"]
+        + labels["released"],
         "closed after the peer stopped": labels["closed after the peer stopped"],
         "acknowledged": len(successes),
         "delivered": len(stored & delivered),
