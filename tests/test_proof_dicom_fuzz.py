@@ -245,6 +245,7 @@ def _orthanc_refuses_alone(orthanc: LocalOrthanc, path: Path) -> bool:
     return not status or status.Status != 0x0000
 
 
+@pytest.mark.timeout(3600 if FULL else 300)
 def test_dicom_fuzz_answered_echo_after_each_stored_ones_delivered_or_dead(
     gateway_factory: Any, orthanc: LocalOrthanc, tmp_path: Path
 ) -> None:
