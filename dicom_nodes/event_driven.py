@@ -21,6 +21,12 @@ On the C-STORE path, where every wake-up of another thread costs latency and CPU
 * a received dataset is queued for writeback after each fragment
   (:mod:`dicom_nodes.writeback`), so the store's fsync waits for the tail only.
 
+Protocol errors end in an A-ABORT, as PS3.8 asks, where pynetdicom dropped the
+connection on an exception: a P-DATA on a presentation context that was not accepted,
+a command set that cannot be decoded, an abort decided while a C-STORE is served on the
+DUL thread (an unknown SOP class). After an A-ABORT, what the peer still sends is
+dropped unread instead of parsed (and logged, and answered) 6 bytes at a time.
+
 Used for the associations the gateway accepts (:class:`EventDrivenRequestHandler`) and
 for those it requests to send instances (:class:`EventDrivenAE`).
 
@@ -158,6 +164,25 @@ class WakeableDUL(DULServiceProvider):
         super().kill_dul()
         self._wake()
 
+    def _read_pdu_data(self) -> None:
+        if self.state_machine.current_state == "Sta13":
+            self._discard_input()
+            return
+        super()._read_pdu_data()
+
+    def _discard_input(self) -> None:
+        """After an A-ABORT (Sta13: waiting for the connection to close), what the peer
+        still sends is dropped unread. pynetdicom parses it 6 bytes at a time, logging an
+        error and sending another A-ABORT for each piece of a garbage PDU: tens of
+        thousands of each for one large PDU whose length was cut short."""
+        sock = getattr(self.socket, "socket", None)
+        try:
+            data = sock.recv(READ_PIECE_BYTES) if sock is not None else b""
+        except (OSError, ValueError):
+            data = b""
+        if not data:
+            self.event_queue.put("Evt17")  # transport closed
+
     def _is_transport_event(self) -> bool:
         if self.event_queue.empty() and self.to_provider_queue.empty() and not self._kill_thread:
             self._wait_for_data()
@@ -240,10 +265,16 @@ class _InlineStoreQueue(queue.Queue[Any]):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         context_id, primitive = item
         if type(primitive) is C_STORE and primitive.MessageIDBeingRespondedTo is None:
+            assoc = self._assoc
+            # An abort from here (an unknown SOP class) only queues the A-ABORT: the
+            # blocking one waits for this very thread, and the A-ABORT was never sent.
+            assoc.abort = assoc._abort_nonblocking  # type: ignore[method-assign]
             try:
-                self._assoc._serve_request(primitive, context_id)
+                assoc._serve_request(primitive, context_id)
             except Exception:  # the storage service answers handler failures itself
                 log.exception("C-STORE request could not be served")
+            finally:
+                assoc.abort = assoc._abort_blocking  # type: ignore[method-assign]
             return
         super().put(item, block, timeout)
 
@@ -262,6 +293,12 @@ class WaitingDIMSE(DIMSEServiceProvider):
 
     def receive_primitive(self, primitive: Any) -> None:
         pdvs = primitive.presentation_data_value_list
+        accepted = self.assoc._accepted_cx
+        if any(context_id not in accepted for context_id, _ in pdvs):
+            # pynetdicom would fail on it (KeyError) and drop the connection unannounced.
+            log.warning("P-DATA on a presentation context not accepted: association aborted")
+            self.dul.event_queue.put("Evt19")  # an invalid PDU: A-ABORT (AA-8)
+            return
         if (
             self.message is None
             and len(pdvs) == 1
@@ -274,7 +311,12 @@ class WaitingDIMSE(DIMSEServiceProvider):
                 self.msg_queue.put((context_id, response))
                 return
         before = self.message
-        super().receive_primitive(primitive)
+        try:
+            super().receive_primitive(primitive)
+        except Exception as exc:  # a command set pynetdicom cannot decode (bits flipped)
+            log.warning("undecodable DIMSE message (%s): association aborted", type(exc).__name__)
+            self.dul.event_queue.put("Evt19")  # as an invalid PDU: A-ABORT (AA-8)
+            return
         message = before if before is not None else self.message
         dataset_file = getattr(message, "_data_set_file", None)
         if dataset_file is not None and not dataset_file.closed:

@@ -1,12 +1,17 @@
-"""Storage SCP (C-STORE): hand the received temp file to the gateway, map the outcome.
+"""Storage SCP (C-STORE): check the received temp file's structure, hand it to the
+gateway, map the outcome.
 
 Datasets arrive streamed to a temp file (pynetdicom's chunked mode), so memory does not
-grow with instance size; the handler never decodes pixel data.
+grow with instance size; the handler never decodes pixel data. A data set whose encoding
+does not hold together (:mod:`dicom_nodes.structure_check`: a value running past the end,
+an odd length, a missing delimiter) is refused with 0xC000 and the reason as Error
+Comment before the gateway sees it, and its temp file removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import cast
 
@@ -33,7 +38,10 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 
+from dicom_nodes.structure_check import check_file
 from gateway.receive import Outcome, Receiver
+
+log = logging.getLogger(__name__)
 
 TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
@@ -71,6 +79,13 @@ _STATUS = {
 }
 
 
+def _failure(status: int, reason: str) -> Dataset:
+    rsp = Dataset()
+    rsp.Status = status
+    rsp.ErrorComment = reason[:64]
+    return rsp
+
+
 def storage_contexts() -> list[PresentationContext]:
     """Every storage SOP class pynetdicom knows, with the syntaxes accepted as they are."""
     contexts = []
@@ -90,6 +105,11 @@ class StorageSCP:
         request = cast(C_STORE, event.request)
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         path = Path(event.dataset_path)
+        reason = check_file(path)
+        if reason is not None:
+            self.receiver.store.discard(path)
+            log.warning("C-STORE refused from %s: malformed data set: %s", calling_ae, reason)
+            return _failure(STATUS_CANNOT_UNDERSTAND, reason)
         result = self.receiver.receive(
             path,
             sop_class_uid=str(request.AffectedSOPClassUID),
@@ -99,10 +119,7 @@ class StorageSCP:
         status = _STATUS[result.outcome]
         if status == STATUS_SUCCESS:
             return status
-        rsp = Dataset()
-        rsp.Status = status
-        rsp.ErrorComment = result.reason[:64]
-        return rsp
+        return _failure(status, result.reason)
 
     def handle_conn_close(self, event: Event) -> None:
         """Remove the temp file of a C-STORE whose association went away mid-dataset.

@@ -268,3 +268,37 @@ def test_association_flood_bounded_by_max_associations(gw: GatewayProcess) -> No
     _wait_echo(gw, 10)
     _alive(gw)
     assert len(_indexed(gw)) == 1
+
+
+def test_protocol_errors_abort_without_log_flood(gw: GatewayProcess) -> None:
+    """A P-DATA on a context that was not accepted, a command set that cannot be decoded,
+    a C-STORE of a SOP class no service knows (served on the DUL thread), a P-DATA-TF
+    whose length was cut short (its rest read as garbage): each association gets an
+    A-ABORT, and the garbage after it is dropped unread (pynetdicom parsed it 6 bytes at
+    a time, logging an error and sending an A-ABORT for each)."""
+    ctx = [(1, raw.CT_STORAGE, [raw.EXPLICIT_LE])]
+    store_rq = raw.command(0x0001, raw.CT_STORAGE, "1.2.840.95.1")
+    garbage = raw.p_data(1, b"\0" * 200_000, is_command=False)
+    cut_short = bytearray(garbage)
+    struct.pack_into(">I", cut_short, 2, 100)  # the rest of the PDU is read as more PDUs
+    cases = {
+        "context not accepted": raw.p_data(7, store_rq, is_command=True),
+        "undecodable command": raw.p_data(1, b"\xff" * 40, is_command=True),
+        "unknown SOP class": raw.p_data(
+            1, raw.command(0x0001, "1.2.840.10008.5.1.5.1.1.481.5", "1.2.840.95.2"), is_command=True
+        )
+        + raw.p_data(1, b"", is_command=False),
+        "PDU length cut short": raw.p_data(1, store_rq, is_command=True) + bytes(cut_short),
+    }
+    for name, payload in cases.items():
+        peer = raw.RawAssociation(gw.dicom_port)
+        try:
+            assert peer.associate("STORESCU", contexts=ctx).kind == 0x02, name
+            peer.send(payload)
+            assert peer.receive().kind == 0x07, f"{name}: no A-ABORT"
+        finally:
+            peer.close()
+        _alive(gw)
+    log = gw.log_path.read_text(errors="replace")
+    assert log.count("Unknown PDU type") <= 1
+    assert "Traceback" not in log
