@@ -91,6 +91,7 @@ SOUND = {
 }
 
 
+@pytest.mark.unit
 def test_pydicom_test_files_accepted_or_known_broken() -> None:
     assert len(READABLE) >= 150
     seen_broken = set()
@@ -107,6 +108,7 @@ def test_pydicom_test_files_accepted_or_known_broken() -> None:
     assert seen_broken == set(KNOWN_BROKEN)
 
 
+@pytest.mark.integration  # runs dcmtk's dcmdump
 def test_known_broken_files_confirmed_independently() -> None:
     """The odd length is in pydicom's own reading; dcmdump fails on the truncated ones."""
     path = next(n for n in READABLE if n.endswith("nested_priv_SQ.dcm"))
@@ -204,6 +206,7 @@ def _part10(draw: st.DrawFn) -> bytes:
 _PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.unit
 @_PROPERTY
 @given(_part10())
 def test_pydicom_written_data_sets_are_accepted(data: bytes) -> None:
@@ -257,6 +260,7 @@ def _element_ends(data: bytes) -> list[int]:
     return [end for end in ends if end < len(data)]
 
 
+@pytest.mark.unit
 @_PROPERTY
 @given(st.data())
 def test_truncations_refused_or_a_prefix_pydicom_agrees_with(data: st.DataObject) -> None:
@@ -303,6 +307,7 @@ def _length_fields(data: bytes) -> list[tuple[int, str]]:
     return fields
 
 
+@pytest.mark.unit
 @_PROPERTY
 @given(st.data())
 def test_length_mutations_refused_or_read_alike_by_pydicom(data: st.DataObject) -> None:
@@ -328,6 +333,7 @@ def test_length_mutations_refused_or_read_alike_by_pydicom(data: st.DataObject) 
         _pydicom_structure(bytes(mutated))
 
 
+@pytest.mark.unit
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_any_corruption_gives_an_answer(data: st.DataObject) -> None:
@@ -367,16 +373,19 @@ SEQ_END = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
 HEAD = _explicit(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0")
 
 
+@pytest.mark.unit
 def test_pixel_data_declaring_more_than_follows() -> None:
     data = HEAD + _explicit(0x7FE0, 0x0010, b"OW", b"\0" * 1000, length=8192)
     assert check_dataset(data) == "(7FE0,0010) value of 8192 bytes runs past the end"
 
 
+@pytest.mark.unit
 def test_odd_length_pixel_data() -> None:
     data = HEAD + _explicit(0x7FE0, 0x0010, b"OB", b"\0" * 8191)
     assert check_dataset(data) == "odd length 8191 of (7FE0,0010)"
 
 
+@pytest.mark.unit
 def test_each_rule() -> None:
     code = _explicit(0x0008, 0x0100, b"SH", b"CODE01")
     cases = {
@@ -459,6 +468,7 @@ def test_each_rule() -> None:
         assert check_dataset(data) == expected, data.hex()
 
 
+@pytest.mark.unit
 def test_implicit_and_big_endian() -> None:
     seq = struct.pack("<HHI", 0x0040, 0xA043, 16) + _item(struct.pack("<HHI", 8, 0x100, 0))
     assert check_dataset(seq, explicit=False) is None
@@ -471,6 +481,7 @@ def test_implicit_and_big_endian() -> None:
     assert check_dataset(good, little=False) is None
 
 
+@pytest.mark.unit
 def test_nesting_is_bounded() -> None:
     body = b""
     for _ in range(structure_check.MAX_DEPTH + 1):
@@ -490,6 +501,7 @@ def _deflated(dataset: bytes) -> bytes:
     return buffer.getvalue() + compressor.compress(dataset) + compressor.flush()
 
 
+@pytest.mark.unit
 def test_deflated(monkeypatch: pytest.MonkeyPatch) -> None:
     good = HEAD + _explicit(0x7FE0, 0x0010, b"OB", b"\0" * 1000)
     assert check_part10(_deflated(good)) is None
@@ -501,6 +513,7 @@ def test_deflated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert check_part10(_deflated(good)) == "deflated data set inflates beyond 0 MiB"
 
 
+@pytest.mark.unit
 def test_files(tmp_path: Path) -> None:
     empty = tmp_path / "empty.dcm"
     empty.write_bytes(b"")
@@ -519,6 +532,7 @@ def _dcmdump_fails(data: bytes) -> bool:
     return result.returncode != 0
 
 
+@pytest.mark.integration  # runs dcmtk's dcmdump
 def test_dcmdump_agrees_on_seeded_mutations() -> None:
     """Every file dcmdump cannot read is refused; every one accepted dcmdump reads."""
     rng = random.Random(20261203)
