@@ -60,6 +60,8 @@ class Patient(Base):
 
 class Study(Base):
     __tablename__ = "studies"
+    # The study list's order (newest first): its first page without sorting every study.
+    __table_args__ = (Index("ix_studies_last_received", "last_received_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_uid: Mapped[str] = mapped_column(String(64), unique=True)
