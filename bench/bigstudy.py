@@ -11,8 +11,8 @@ whole study (forward and verification included).
 
 Prints one JSON line: ``bytes``, ``instances``, ``rss_mb_peak`` and ``rss_mb_at``
 (peaks up to 25/50/75/100 % of the bytes received), ``rss_mb_forward`` (peak while
-forwarding after the last byte), seconds to receive and to complete in Orthanc, and
-``errors_logged``.
+forwarding after the last byte), each process's own peak, seconds to receive and to
+complete in Orthanc, and ``errors_logged``.
 Usage: .venv/bin/python -m bench.bigstudy [--quick] [--multiframe N] [--frames F] [--ct N]
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from bench.common import RssSampler, emit, storescu_send
 from gateway.local_orthanc import LocalOrthanc, OrthancConfig
@@ -38,7 +38,7 @@ from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 
-ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+ENHANCED_CT = UID("1.2.840.10008.5.1.4.1.1.2.1")
 SIZE = 512  # rows and columns; 16-bit: 0.5 MB a frame
 
 
@@ -48,9 +48,10 @@ def write_multiframe(path: Path, frames: int, study_uid: str, accession: str, nu
     The header goes through pydicom; the pixel data element is appended after it, one
     frame at a time, so memory stays at one frame whatever the instance's size.
     """
+    sop_uid = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENHANCED_CT
-    meta.MediaStorageSOPInstanceUID = sop_uid = generate_uid()
+    meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
@@ -197,6 +198,8 @@ def _run(args: argparse.Namespace, work: Path) -> None:
                 "rss_mb_peak": round(whole.peak, 1),
                 "rss_mb_at": dict(zip(("25", "50", "75", "100"), at, strict=True)),
                 "rss_mb_forward": round(forward.peak, 1),
+                # Each process's own peak: the main one first, then its children.
+                "rss_mb_peak_by_process": [round(v, 1) for _, v in sorted(whole.peaks.items())],
             }
         )
     finally:

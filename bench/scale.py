@@ -3,13 +3,15 @@ filled in bulk with 50,000 studies, 1,000,000 instances and 100,000 orders, in o
 
 Measured on each database state (SQLite and PostgreSQL):
 
-- ingest: a CT study sent by storescu on one association, instances/s;
+- ingest: a CT study sent by storescu on one association, instances/s (median of
+  ``--rounds`` runs);
 - the API: ``GET /api/studies`` first page, by patient and by a week's date range, p95 ms;
 - the worklist: ``findscu -W`` C-FIND for one station and today, p95 ms (request to final
   response, as in bench/mwl.py);
 - matching: ``gateway.reconcile.find_order`` per study (by accession, by study UID, by
   patient + modality + date), p95 ms;
-- ingest while a client reads ``/api/studies`` ten times a second (full database only).
+- ingest while a client reads ``/api/studies`` ten times a second (full database only;
+  its runs alternate with the plain ones).
 
 The fill goes straight to the tables (executemany on SQLite, COPY on PostgreSQL, big
 transactions), not through the API. Prints one JSON line per database with the figures
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -306,17 +309,30 @@ def _ingest(gw: GatewayProcess, files: list[Path], poll: bool = False) -> dict[s
 
 
 def _measure(
-    gw: GatewayProcess, url: str, work: Path, studies: dict[str, list[Path]], size: dict[str, int]
+    gw: GatewayProcess,
+    url: str,
+    work: Path,
+    studies: dict[str, list[list[Path]]],
+    size: dict[str, int],
 ) -> dict[str, Any]:
+    """Every figure on the database as it is; ``studies``: the warm-up study, and per
+    round a study for plain ingest and one (or none) for ingest under API polling."""
     gw.start()
     try:
-        storescu_send(gw.dicom_port, studies.pop("warm"), "RISGATE")  # first association
-        r: dict[str, Any] = {"ingest_ips": _ingest(gw, studies.pop("ingest"))["ips"]}
-        if "polling" in studies:
-            polled = _ingest(gw, studies.pop("polling"), poll=True)
-            r["ingest_polling_ips"] = polled["ips"]
-            r["polling_reads"] = polled["reads"]
-            r["polling_read_p95_ms"] = polled["read_p95_ms"]
+        storescu_send(gw.dicom_port, studies["warm"][0], "RISGATE")  # first association
+        # Plain and polled ingest take turns, so the machine's drifts fall on both.
+        plain: list[float] = []
+        polled: list[dict[str, float]] = []
+        for r_files, p_files in zip(studies["ingest"], studies["polling"], strict=True):
+            plain.append(_ingest(gw, r_files)["ips"])
+            if p_files:
+                polled.append(_ingest(gw, p_files, poll=True))
+        r: dict[str, Any] = {"ingest_ips": statistics.median(plain), "ingest_rounds": plain}
+        if polled:
+            r["ingest_polling_ips"] = statistics.median(p["ips"] for p in polled)
+            r["ingest_polling_rounds"] = [p["ips"] for p in polled]
+            r["polling_reads"] = sum(p["reads"] for p in polled)
+            r["polling_read_p95_ms"] = max(p["read_p95_ms"] for p in polled)
         r["api_p95_ms"] = _api_p95(gw, size["studies"] // 2)
         r["mwl_p95_ms"] = _mwl_p95(gw, work)
     finally:
@@ -335,8 +351,17 @@ def bench(name: str, url: str, work: Path, size: dict[str, int]) -> dict[str, An
     def study(tag: str, count: int) -> list[Path]:
         return make_ct_study(work / f"{name}-{tag}", count, accession=f"S{tag}")[1]
 
-    empty_studies = {"warm": study("w0", 5), "ingest": study("i0", n)}
-    full_studies = {"warm": study("w1", 5), "ingest": study("i1", n), "polling": study("p1", n)}
+    rounds = range(size["rounds"])
+    empty_studies: dict[str, list[list[Path]]] = {
+        "warm": [study("w0", 5)],
+        "ingest": [study(f"i0{r}", n) for r in rounds],
+        "polling": [[] for _ in rounds],
+    }
+    full_studies: dict[str, list[list[Path]]] = {
+        "warm": [study("w1", 5)],
+        "ingest": [study(f"i1{r}", n) for r in rounds],
+        "polling": [study(f"p1{r}", n) for r in rounds],
+    }
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
@@ -372,13 +397,15 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--ingest", type=int, default=300, help="instances per ingest run")
+    parser.add_argument("--rounds", type=int, default=3, help="ingest runs per case; medians")
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--quick", action="store_true", help="2,000 studies, 40,000 instances")
     args = parser.parse_args()
     if args.quick:
         args.studies, args.instances, args.orders, args.ingest = 2000, 40_000, 4000, 60
+        args.rounds = 2
     size = {"studies": args.studies, "instances": args.instances, "orders": args.orders,
-            "ingest": args.ingest}  # fmt: skip
+            "ingest": args.ingest, "rounds": args.rounds}  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="risgate-bench-scale-"))
     try:
         for name in args.db.split(","):
