@@ -106,7 +106,7 @@ def list_studies(
 ) -> StudyPage:
     _check_date(date_from, "date_from")
     _check_date(date_to, "date_to")
-    query = select(Study.id).join(Patient, Study.patient_pk == Patient.id)
+    query = select(Study.id)  # every study has its patient: join only to filter by one
     if matched is not None:
         is_matched = select(StudyMatch.study_pk).where(StudyMatch.state == MatchState.MATCHED)
         query = query.where(Study.id.in_(is_matched) if matched else Study.id.notin_(is_matched))
@@ -115,7 +115,9 @@ def list_studies(
     if date_to:
         query = query.where(Study.study_date <= date_to)
     if patient_id:
-        query = query.where(Patient.patient_id == patient_id)
+        query = query.join(Patient, Study.patient_pk == Patient.id).where(
+            Patient.patient_id == patient_id
+        )
     if state:
         query = query.where(Study.state == state.upper())
     if modality:
@@ -250,7 +252,7 @@ def _summaries(session: Session, study_pks: list[int]) -> list[StudySummary]:
     modalities: dict[int, set[str]] = {pk: set() for pk in study_pks}
     for pk, modality in session.execute(
         select(Series.study_pk, Series.modality).where(Series.study_pk.in_(study_pks)).distinct()
-    ).tuples():
+    ):
         if modality:
             modalities[pk].add(modality)
     counts = {
@@ -260,7 +262,7 @@ def _summaries(session: Session, study_pks: list[int]) -> list[StudySummary]:
             .join(Instance, Instance.series_pk == Series.id)
             .where(Series.study_pk.in_(study_pks))
             .group_by(Series.study_pk)
-        ).tuples()
+        )
     }
     matches = {
         pk: (state, reason)
@@ -268,7 +270,7 @@ def _summaries(session: Session, study_pks: list[int]) -> list[StudySummary]:
             select(StudyMatch.study_pk, StudyMatch.state, StudyMatch.reason).where(
                 StudyMatch.study_pk.in_(study_pks)
             )
-        ).tuples()
+        )
     }
     out = []
     for pk in study_pks:
