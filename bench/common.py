@@ -46,7 +46,12 @@ def storescu_send(port: int, files: Sequence[Path], aec: str, parallel: int = 1)
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, in MB."""
-    total = 0
+    return sum(tree_rss_by_pid(pid).values())
+
+
+def tree_rss_by_pid(pid: int) -> dict[int, float]:
+    """Resident memory of a process and of each of its descendants, in MB, by pid."""
+    out: dict[int, float] = {}
     pids = [pid]
     while pids:
         p = pids.pop()
@@ -54,12 +59,12 @@ def tree_rss_mb(pid: int) -> float:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
+                        out[p] = int(line.split()[1]) / 1024
             with open(f"/proc/{p}/task/{p}/children") as f:
                 pids += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total / 1024
+    return out
 
 
 class RssSampler:
@@ -69,12 +74,16 @@ class RssSampler:
         self.pid = pid
         self.interval = interval
         self.peak = 0.0
+        self.peaks: dict[int, float] = {}  # each process's own peak, by pid
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss_mb(self.pid))
+            by_pid = tree_rss_by_pid(self.pid)
+            self.peak = max(self.peak, sum(by_pid.values()))
+            for p, mb in by_pid.items():
+                self.peaks[p] = max(self.peaks.get(p, 0.0), mb)
             time.sleep(self.interval)
 
     def __enter__(self) -> RssSampler:

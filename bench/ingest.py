@@ -1,7 +1,9 @@
 """Ingest benchmark: a 500-instance 512x512 CT study sent by storescu to dcmtk storescp,
-to Orthanc and to the gateway (durable path on), with one and with four associations.
+to Orthanc and to the gateway (durable path on), with one, four and sixteen associations
+(16 storescu processes at once: a department's modalities sending together).
 
-Prints one JSON line: instances/s and MB/s for each receiver, the gateway's peak RSS, and
+Prints one JSON line: instances/s and MB/s for each receiver, the gateway's peak RSS,
+the ERROR lines in the gateway's log (an association refused fails the run) and
 the per-instance CPU cost of the receive path's structure check
 (:mod:`dicom_nodes.structure_check`), timed in this process on the same files
 (``validate_us``) and on pydicom's header-rich ``CT_small.dcm`` (``validate_us_ct_small``,
@@ -30,16 +32,22 @@ from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 
 
-def _measure(port: int, aec: str, one: list[Path], four: list[Path]) -> dict[str, float]:
+def _measure(
+    port: int, aec: str, one: list[Path], four: list[Path], sixteen: list[Path]
+) -> dict[str, float]:
     mb1 = sum(p.stat().st_size for p in one) / 1e6
     mb4 = sum(p.stat().st_size for p in four) / 1e6
+    mb16 = sum(p.stat().st_size for p in sixteen) / 1e6
     t1 = storescu_send(port, one, aec, 1)
     t4 = storescu_send(port, four, aec, 4)
+    t16 = storescu_send(port, sixteen, aec, 16)
     return {
         "ips": len(one) / t1,
         "mbs": mb1 / t1,
         "ips_4": len(four) / t4,
         "mbs_4": mb4 / t4,
+        "ips_16": len(sixteen) / t16,
+        "mbs_16": mb16 / t16,
     }
 
 
@@ -57,7 +65,7 @@ def _validate_us(files: Sequence[Path], rounds: int = 3) -> float:
 def _gateway(
     args: argparse.Namespace,
     work: Path,
-    studies: dict[str, tuple[list[Path], list[Path]]],
+    studies: dict[str, tuple[list[Path], list[Path], list[Path]]],
     result: dict[str, object],
 ) -> None:
     extra: dict[str, object] = {
@@ -83,6 +91,10 @@ def _gateway(
     result["validate_us"] = round(_validate_us([*one, *four]), 1)
     ct_small = Path(str(get_testdata_file("CT_small.dcm")))
     result["validate_us_ct_small"] = round(_validate_us([ct_small] * 200), 1)
+    errors = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
+    for line in errors[:10]:
+        print(line, file=sys.stderr)
+    result["gateway_errors_logged"] = len(errors)
 
 
 def main() -> None:
@@ -102,6 +114,7 @@ def main() -> None:
         name: (
             make_ct_study(work / f"{name}1", args.instances, accession=f"{name}1")[1],
             make_ct_study(work / f"{name}4", args.instances, accession=f"{name}4")[1],
+            make_ct_study(work / f"{name}16", args.instances, accession=f"{name}16")[1],
         )
         for name in (("gateway",) if args.only_gateway else ("storescp", "orthanc", "gateway"))
     }
@@ -149,6 +162,7 @@ def main() -> None:
     _gateway(args, work, studies, result)
     result["ratio_1"] = round(float(result["gateway_ips"]) / float(result["orthanc_ips"]), 2)  # type: ignore[arg-type]
     result["ratio_4"] = round(float(result["gateway_ips_4"]) / float(result["orthanc_ips_4"]), 2)  # type: ignore[arg-type]
+    result["ratio_16"] = round(float(result["gateway_ips_16"]) / float(result["orthanc_ips_16"]), 2)  # type: ignore[arg-type]
     emit(result)
     subprocess.run(["rm", "-rf", str(work)], check=False)
 

@@ -35,6 +35,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "hl7": ([], ["--messages", "500"]),
     "mwl": ([], ["--steps", "10000", "--queries", "50"]),
     "report": ([], ["--rows", "50000", "--xlsx-rows", "50000", "--db", "sqlite"]),
+    "bigstudy": ([], ["--quick"]),
+    "scale": ([], ["--quick"]),
 }
 
 
@@ -60,7 +62,10 @@ def _checks_ingest(r: dict[str, Any]) -> list[Check]:
     for n, key, ref, ratio, floor in (
         (1, "gateway_ips", "orthanc_ips", "ratio_1", 0.7),
         (4, "gateway_ips_4", "orthanc_ips_4", "ratio_4", 0.5),
+        (16, "gateway_ips_16", "orthanc_ips_16", "ratio_16", 0.6),
     ):
+        if key not in r:  # records of runs before the 16-association case
+            continue
         out.append(
             Check(
                 "ingest",
@@ -74,6 +79,56 @@ def _checks_ingest(r: dict[str, Any]) -> list[Check]:
         )
     rss = _num(r, "gateway_rss_mb")
     out.append(Check("ingest", "peak RSS, MB", f"{rss:.0f}", "", "", "< 250", rss < 250))
+    if "gateway_errors_logged" in r:
+        errors = int(r["gateway_errors_logged"])
+        out.append(Check("ingest", "ERROR lines logged", str(errors), "", "", "0", errors == 0))
+    return out
+
+
+def _checks_bigstudy(r: dict[str, Any]) -> list[Check]:
+    gb, peak, at = _num(r, "bytes") / 1e9, _num(r, "rss_mb_peak"), r["rss_mb_at"]
+    growth = float(at["100"]) - float(at["25"])
+    steps = "/".join(f"{float(at[k]):.0f}" for k in ("25", "50", "75", "100"))
+    errors = int(r["errors_logged"])
+    return [
+        Check(
+            "bigstudy",
+            f"{gb:.1f} GB study in and forwarded, peak RSS (all processes), MB",
+            f"{peak:.0f}",
+            f"at 25/50/75/100 %: {steps}",
+            "",
+            "<= 250",
+            peak <= 250,
+        ),
+        Check("bigstudy", "RSS growth 25 % -> 100 % of bytes, MB", f"{growth:.0f}", "", "",
+              "<= 25 (flat)", growth <= 25),
+        Check("bigstudy", "ERROR lines logged", str(errors), "", "", "0", errors == 0),
+    ]  # fmt: skip
+
+
+def _checks_scale(r: dict[str, Any]) -> list[Check]:
+    db = r["db"]
+    size = f"{db} {int(r['studies']) // 1000}k studies"
+    full_ips, empty_ips = _num(r["full"], "ingest_ips"), _num(r["empty"], "ingest_ips")
+    polled = _num(r["full"], "ingest_polling_ips")
+    out = [
+        Check("scale", f"{size}: ingest inst/s, full vs empty db", f"{full_ips:.0f}",
+              f"empty {empty_ips:.0f}", f"{_num(r, 'ingest_ratio_full_db'):.2f}x", ">= 0.9x",
+              _num(r, "ingest_ratio_full_db") >= 0.9),
+        Check("scale", f"{size}: ingest inst/s, API read 10/s", f"{polled:.0f}",
+              f"no reads {full_ips:.0f}", f"{_num(r, 'ingest_ratio_api_polling'):.2f}x",
+              ">= 0.9x", _num(r, "ingest_ratio_api_polling") >= 0.9),
+    ]  # fmt: skip
+    for key, what, limit in (
+        ("api_p95_ms", "GET /api/studies p95 (page, patient, dates), ms", 100.0),
+        ("mwl_p95_ms", "worklist C-FIND p95, ms", 100.0),
+        ("match_p95_ms", "study-to-order matching p95, ms", 5.0),
+    ):
+        value = _num(r, key)
+        empty = r["empty"][key]
+        reference = f"empty {max(empty.values()) if isinstance(empty, dict) else empty:.0f}"
+        out.append(Check("scale", f"{size}: {what}", f"{value:.1f}", reference, "",
+                         f"<= {limit:g}", value <= limit))  # fmt: skip
     return out
 
 
@@ -163,6 +218,8 @@ CHECKS: dict[str, Callable[[dict[str, Any]], list[Check]]] = {
     "hl7": _checks_hl7,
     "mwl": _checks_mwl,
     "report": _checks_report,
+    "bigstudy": _checks_bigstudy,
+    "scale": _checks_scale,
 }
 
 

@@ -21,8 +21,14 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes."""
+def make_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False, reader: bool = False
+) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes.
+
+    ``reader``: an SQLite engine for reads only (``PRAGMA query_only``, deferred ``BEGIN``):
+    its transactions read a WAL snapshot and never wait for, nor hold, the write lock.
+    """
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
@@ -41,10 +47,15 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
             # No SQLite busy handler: it sleeps up to 100 ms between retries, which
             # stalls receivers in other processes. BEGIN IMMEDIATE retries below.
             cur.execute("PRAGMA busy_timeout=0")
+            if reader:
+                cur.execute("PRAGMA query_only=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
+            if reader:
+                conn.connection.dbapi_connection.execute("BEGIN")
+                return
             # Take the write lock at the start: no deadlocks from lock upgrades.
             _begin_immediate(conn.connection.dbapi_connection)
 
@@ -84,6 +95,7 @@ class Database:
         # between retries: threads of one process queue on a lock instead.
         self._write_lock: threading.Lock | None = threading.Lock() if is_sqlite(engine) else None
         self._bookkeeping: sessionmaker[Session] | None = None
+        self._readers: sessionmaker[Session] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -112,6 +124,25 @@ class Database:
             return
         sessions = self.sessions if durable else self._bookkeeping_sessions()
         with self._write_lock, sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads only (API and page GETs): one read-only transaction.
+
+        It neither takes nor waits for the write lock: on SQLite a deferred ``BEGIN`` on a
+        ``query_only`` connection reads a WAL snapshot while a writer commits; on
+        PostgreSQL a ``READ ONLY`` transaction. A write in it fails.
+        """
+        if self._write_lock is None:
+            with self.sessions() as session, session.begin():
+                session.execute(text("SET TRANSACTION READ ONLY"))
+                yield session
+            return
+        if self._readers is None:
+            url = self.engine.url.render_as_string(hide_password=False)
+            self._readers = sessionmaker(make_engine(url, reader=True), expire_on_commit=False)
+        with self._readers() as session, session.begin():
             yield session
 
     def _bookkeeping_sessions(self) -> sessionmaker[Session]:
@@ -145,9 +176,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._bookkeeping is not None:
-            bind = self._bookkeeping.kw["bind"]
-            bind.dispose()
+        for extra in (self._bookkeeping, self._readers):
+            if extra is not None:
+                extra.kw["bind"].dispose()
 
 
 class PinnedSession:

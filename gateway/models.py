@@ -60,6 +60,12 @@ class Patient(Base):
 
 class Study(Base):
     __tablename__ = "studies"
+    __table_args__ = (
+        # The study list's order (newest first): its first page without sorting them all.
+        Index("ix_studies_last_received", "last_received_at", "id"),
+        # The stable-study poll (RECEIVING and idle): one range whatever the statistics say.
+        Index("ix_studies_state_received", "state", "last_received_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_uid: Mapped[str] = mapped_column(String(64), unique=True)

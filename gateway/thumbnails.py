@@ -32,6 +32,7 @@ from gateway.service import Service
 log = logging.getLogger(__name__)
 
 JOB_KIND = "thumbnail"
+DEFER_BYTES = 1 << 20  # values above this are read only when used
 MAX_ATTEMPTS = 5
 
 
@@ -83,7 +84,9 @@ def _window(ds: Dataset, frame: np.ndarray) -> tuple[float, float]:
 def render(path: Path, size: int) -> Image.Image:
     """The preview of one stored instance, at most ``size`` pixels on its longest side."""
     try:
-        ds = dcmread(path)
+        # Large values (the pixel data) stay on disk: a 512 MB multi-frame image is not
+        # read into memory; pixel_array below reads the one frame it decodes.
+        ds = dcmread(path, defer_size=DEFER_BYTES)
     except Exception as exc:
         raise RenderError(f"unreadable file: {type(exc).__name__}") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
@@ -91,7 +94,10 @@ def render(path: Path, size: int) -> Image.Image:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     middle = frames // 2
     try:
-        arr = pixel_array(ds, index=middle if frames > 1 else None, as_rgb=True)
+        if frames > 1 and "PixelData" in ds:
+            arr = pixel_array(str(path), index=middle, as_rgb=True)
+        else:
+            arr = pixel_array(ds, as_rgb=True)
     except Exception as exc:
         tsyntax = ds.file_meta.get("TransferSyntaxUID", "?")
         raise RenderError(f"cannot decode pixel data ({tsyntax}): {type(exc).__name__}") from None

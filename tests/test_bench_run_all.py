@@ -21,6 +21,34 @@ RECORDS = [
      "xml3_s": 31.6, "xml3_rows": 100000, "rss_mb": 89},
 ]  # fmt: skip
 
+NEW_RECORDS = [
+    {"bench": "ingest", "gateway_ips": 150, "orthanc_ips": 194, "ratio_1": 0.77,
+     "gateway_ips_4": 100, "orthanc_ips_4": 311, "ratio_4": 0.32, "gateway_ips_16": 130,
+     "orthanc_ips_16": 200, "ratio_16": 0.65, "gateway_rss_mb": 230, "gateway_errors_logged": 1},
+    {"bench": "bigstudy", "bytes": 3.2e9, "rss_mb_peak": 267,
+     "rss_mb_at": {"25": 249, "50": 259, "75": 264, "100": 266}, "errors_logged": 0},
+    {"bench": "scale", "db": "sqlite", "studies": 50000, "ingest_ratio_full_db": 0.95,
+     "ingest_ratio_api_polling": 0.7, "api_p95_ms": 40, "mwl_p95_ms": 30, "match_p95_ms": 6,
+     "empty": {"ingest_ips": 100, "api_p95_ms": {"first_page": 10}, "mwl_p95_ms": 10,
+               "match_p95_ms": {"accession": 1}},
+     "full": {"ingest_ips": 95, "ingest_polling_ips": 66}},
+]  # fmt: skip
+
+
+def test_targets_of_the_big_study_sixteen_associations_and_a_year_of_data() -> None:
+    verdicts = {
+        f"{c.bench}: {c.what}": c.ok for r in NEW_RECORDS for c in CHECKS[str(r["bench"])](r)
+    }
+    assert verdicts["ingest: 16 associations, inst/s"] is True  # 0.65 >= 0.6
+    assert verdicts["ingest: ERROR lines logged"] is False
+    big = "bigstudy: 3.2 GB study in and forwarded, peak RSS (all processes), MB"
+    assert verdicts[big] is False  # 267 > 250
+    assert verdicts["bigstudy: RSS growth 25 % -> 100 % of bytes, MB"] is True  # 17 MB
+    assert verdicts["scale: sqlite 50k studies: ingest inst/s, full vs empty db"] is True
+    assert verdicts["scale: sqlite 50k studies: ingest inst/s, API read 10/s"] is False
+    assert verdicts["scale: sqlite 50k studies: GET /api/studies p95 (page, patient, dates), ms"]
+    assert verdicts["scale: sqlite 50k studies: study-to-order matching p95, ms"] is False
+
 
 def _verdicts() -> dict[str, bool | None]:
     return {f"{c.bench}: {c.what}": c.ok for r in RECORDS for c in CHECKS[str(r["bench"])](r)}

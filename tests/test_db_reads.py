@@ -37,3 +37,55 @@ def test_read_one_does_not_queue_behind_a_sqlite_writer(database: Database) -> N
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_read_session_does_not_wait_for_a_writer(database: Database) -> None:
+    """Database.read_session (API GETs): while another connection holds the write lock
+    with an uncommitted row, the read neither waits nor sees the row, on both databases;
+    a write inside a read session is refused."""
+    import threading
+
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with database.session() as session:
+        session.execute(text("INSERT INTO alembic_version (version_num) VALUES ('committed')"))
+    holding, release = threading.Event(), threading.Event()
+
+    class Rollback(Exception):
+        pass
+
+    def writer() -> None:
+        try:
+            with database.session() as session:
+                session.execute(
+                    text("INSERT INTO alembic_version (version_num) VALUES ('pending')")
+                )
+                holding.set()
+                release.wait(30)
+                raise Rollback
+        except Rollback:
+            pass
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        done = threading.Event()
+        seen: list[str] = []
+
+        def reader() -> None:
+            with database.read_session() as session:
+                seen.extend(session.scalars(text("SELECT version_num FROM alembic_version")))
+            done.set()
+
+        threading.Thread(target=reader, daemon=True).start()
+        # The writer still holds its lock: the read must finish without it.
+        assert done.wait(10), "read_session waited for the writer"
+        assert "committed" in seen and "pending" not in seen
+    finally:
+        release.set()
+        thread.join()
+    with pytest.raises(DBAPIError), database.read_session() as session:
+        session.execute(text("INSERT INTO alembic_version (version_num) VALUES ('no')"))

@@ -1,4 +1,5 @@
-"""Request dependencies: the process's :class:`Service` and a database session."""
+"""Request dependencies: the process's :class:`Service` and a database session (read-write
+or read-only)."""
 
 from __future__ import annotations
 
@@ -17,4 +18,10 @@ def get_service(request: Request) -> Service:
 
 def get_session(request: Request) -> Iterator[Session]:
     with get_service(request).db.session() as session:
+        yield session
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A read-only session (GET routes): it does not queue behind writers."""
+    with get_service(request).db.read_session() as session:
         yield session

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_session
+from gateway.api.deps import get_read_session
 from gateway.auth.accounts import Principal
 from gateway.auth.deps import current_principal
 from gateway.auth.mask import mask_hl7, masks_patient_data
@@ -89,7 +89,7 @@ def _out(row: HL7MessageRow, mask: bool = False) -> MessageOut:
 
 @router.get("", response_model=MessagePage)
 def list_messages(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     principal: Annotated[Principal, Depends(current_principal)],
     status: Annotated[str | None, Query(max_length=16)] = None,
     message_type: Annotated[str | None, Query(max_length=16, description="e.g. ORM^O01")] = None,
@@ -117,7 +117,7 @@ def list_messages(
 @router.get("/{message_id}", response_model=MessageOut)
 def get_message(
     message_id: int,
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> MessageOut:
     row = session.get(HL7MessageRow, message_id)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_session
+from gateway.api.deps import get_read_session
 from gateway.orders.models import (
     Order,
     OrderPatient,
@@ -127,7 +127,7 @@ def _order_out(session: Session, order: Order) -> OrderOut:
 
 @router.get("", response_model=OrderPage)
 def list_orders(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     status: Annotated[str | None, Query(max_length=16)] = None,
     modality: Annotated[str | None, Query(max_length=16)] = None,
     date_from: Annotated[str | None, Query(description="scheduled date >= YYYYMMDD")] = None,
@@ -167,7 +167,9 @@ def list_orders(
 
 
 @router.get("/{accession}", response_model=OrderDetail)
-def get_order(accession: str, session: Annotated[Session, Depends(get_session)]) -> OrderDetail:
+def get_order(
+    accession: str, session: Annotated[Session, Depends(get_read_session)]
+) -> OrderDetail:
     order = session.scalar(
         select(Order)
         .join(RequestedProcedure, RequestedProcedure.order_pk == Order.id)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import jobs
-from gateway.api.deps import get_session
+from gateway.api.deps import get_read_session, get_session
 from gateway.forward_dead import instances_of_jobs
 from gateway.models import Job, JobState
 from gateway.verify import requeue_verification
@@ -49,7 +49,7 @@ class RetryResult(BaseModel):
 
 @router.get("", response_model=QueueStatus)
 def queue_status(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     dead_limit: Annotated[int, Query(ge=0, le=1000)] = 100,
 ) -> QueueStatus:
     return status(session, dead_limit)

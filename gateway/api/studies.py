@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import reconcile
-from gateway.api.deps import get_service, get_session
+from gateway.api.deps import get_read_session, get_service, get_session
 from gateway.forward_dead import dead_in_study, retry_study
 from gateway.identifiers import InvalidIdentifier, is_valid_uid
 from gateway.models import ForwardState, Instance, Patient, Series, Study, StudyForward
@@ -114,7 +114,7 @@ def _check_date(value: str | None, name: str) -> None:
 
 @router.get("", response_model=StudyPage)
 def list_studies(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     date_from: Annotated[str | None, Query(description="study date >= YYYYMMDD")] = None,
     date_to: Annotated[str | None, Query(description="study date <= YYYYMMDD")] = None,
     modality: Annotated[str | None, Query(max_length=16)] = None,
@@ -128,7 +128,7 @@ def list_studies(
 ) -> StudyPage:
     _check_date(date_from, "date_from")
     _check_date(date_to, "date_to")
-    query = select(Study.id).join(Patient, Study.patient_pk == Patient.id)
+    query = select(Study.id)  # every study has its patient: join only to filter by one
     if matched is not None:
         is_matched = select(StudyMatch.study_pk).where(StudyMatch.state == MatchState.MATCHED)
         query = query.where(Study.id.in_(is_matched) if matched else Study.id.notin_(is_matched))
@@ -137,7 +137,9 @@ def list_studies(
     if date_to:
         query = query.where(Study.study_date <= date_to)
     if patient_id:
-        query = query.where(Patient.patient_id == patient_id)
+        query = query.join(Patient, Study.patient_pk == Patient.id).where(
+            Patient.patient_id == patient_id
+        )
     if state:
         query = query.where(Study.state == state.upper())
     if modality:
@@ -152,15 +154,13 @@ def list_studies(
             .limit(limit)
         )
     )
-    return StudyPage(
-        total=total, offset=offset, limit=limit, items=[_summary(session, i) for i in ids]
-    )
+    return StudyPage(total=total, offset=offset, limit=limit, items=_summaries(session, ids))
 
 
 @router.get("/{study_uid}", response_model=StudyDetail)
 def get_study(
     study_uid: str,
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     service: Annotated[Service, Depends(get_service)],
 ) -> StudyDetail:
     if not is_valid_uid(study_uid):
@@ -278,38 +278,75 @@ def link_study(
 
 
 def _summary(session: Session, study_pk: int) -> StudySummary:
-    study, patient = session.execute(
-        select(Study, Patient)
-        .join(Patient, Study.patient_pk == Patient.id)
-        .where(Study.id == study_pk)
-    ).one()
-    modalities = sorted(
-        m
-        for m in session.scalars(
-            select(Series.modality).where(Series.study_pk == study_pk).distinct()
+    return _summaries(session, [study_pk])[0]
+
+
+def _summaries(session: Session, study_pks: list[int]) -> list[StudySummary]:
+    """The summaries of ``study_pks``, in that order: four queries for the whole page."""
+    if not study_pks:
+        return []
+    # Columns, not entities: a page of ORM objects costs more than the queries.
+    rows = {
+        row.id: row
+        for row in session.execute(
+            select(
+                Study.id,
+                Study.study_uid,
+                Study.accession_number,
+                Study.study_date,
+                Study.state,
+                Study.first_received_at,
+                Study.last_received_at,
+                Study.stable_at,
+                Patient.patient_id,
+                Patient.name,
+            )
+            .join(Patient, Study.patient_pk == Patient.id)
+            .where(Study.id.in_(study_pks))
         )
-        if m
-    )
-    count = session.scalar(
-        select(func.count(Instance.id))
-        .join(Series, Instance.series_pk == Series.id)
-        .where(Series.study_pk == study_pk)
-    )
-    match = session.execute(
-        select(StudyMatch.state, StudyMatch.reason).where(StudyMatch.study_pk == study_pk)
-    ).first()
-    return StudySummary(
-        study_uid=study.study_uid,
-        match_state=match[0] if match else "",
-        match_reason=match[1] if match else "",
-        patient_id=patient.patient_id,
-        patient_name=patient.name,
-        accession_number=study.accession_number,
-        study_date=study.study_date,
-        modalities=modalities,
-        state=study.state,
-        instances=int(count or 0),
-        first_received_at=study.first_received_at,
-        last_received_at=study.last_received_at,
-        stable_at=study.stable_at,
-    )
+    }
+    modalities: dict[int, set[str]] = {pk: set() for pk in study_pks}
+    for pk, modality in session.execute(
+        select(Series.study_pk, Series.modality).where(Series.study_pk.in_(study_pks)).distinct()
+    ):
+        if modality:
+            modalities[pk].add(modality)
+    counts = {
+        pk: int(n)
+        for pk, n in session.execute(
+            select(Series.study_pk, func.count(Instance.id))
+            .join(Instance, Instance.series_pk == Series.id)
+            .where(Series.study_pk.in_(study_pks))
+            .group_by(Series.study_pk)
+        )
+    }
+    matches = {
+        pk: (state, reason)
+        for pk, state, reason in session.execute(
+            select(StudyMatch.study_pk, StudyMatch.state, StudyMatch.reason).where(
+                StudyMatch.study_pk.in_(study_pks)
+            )
+        )
+    }
+    out = []
+    for pk in study_pks:
+        row = rows[pk]
+        match = matches.get(pk, ("", ""))
+        out.append(
+            StudySummary(
+                study_uid=row.study_uid,
+                match_state=match[0],
+                match_reason=match[1],
+                patient_id=row.patient_id,
+                patient_name=row.name,
+                accession_number=row.accession_number,
+                study_date=row.study_date,
+                modalities=sorted(modalities[pk]),
+                state=row.state,
+                instances=counts.get(pk, 0),
+                first_received_at=row.first_received_at,
+                last_received_at=row.last_received_at,
+                stable_at=row.stable_at,
+            )
+        )
+    return out

@@ -107,7 +107,7 @@ class AuthMiddleware:
         cookie = _cookie(scope, SESSION_COOKIE)
         if not token and not cookie:
             return None
-        with self.service.db.session() as session:
+        with self.service.db.read_session() as session:
             if token:
                 return accounts.resolve_token(session, token)
             return accounts.resolve_session(session, cookie)

@@ -245,10 +245,10 @@ def studies_page(
 def unmatched_page(
     request: Request, session: Annotated[Session, Depends(get_session)]
 ) -> HTMLResponse:
-    from gateway.api.studies import _summary
+    from gateway.api.studies import _summaries
 
     pks = pages.unmatched_study_pks(session, limit=50)
-    items = [_summary(session, pk) for pk in pks]
+    items = _summaries(session, pks)
     states = pages.pipelines(session, [(pk, s.study_uid) for pk, s in zip(pks, items, strict=True)])
     audit.record_request(request, "view.unmatched", "studies", "", session=session)
     return render(request, "unmatched.html", items=items, states=states)

@@ -1,0 +1,39 @@
+"""GET /api/studies on a database filled as bench/scale.py fills it (SQLite and
+PostgreSQL): first page newest first, by patient, by date range; each summary's
+instances, modalities and match come from the page's batched queries."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+from bench.scale import fill
+from gateway.db import Database
+from tests.support.auth import authed_client
+from tests.test_costing_support import make_service
+
+
+def test_study_list_pages_and_filters(database: Database, db_url: str, tmp_path: Path) -> None:
+    database.dispose()
+    fill(db_url, studies=40, instances=400, orders=30)  # 10 instances, 2 series a study
+    client = authed_client(make_service(database, tmp_path))
+
+    first = client.get("/api/studies", params={"limit": 5}).json()
+    assert first["total"] == 40 and len(first["items"]) == 5
+    received = [item["last_received_at"] for item in first["items"]]
+    assert received == sorted(received, reverse=True)
+    newest = first["items"][0]
+    assert newest["instances"] == 10 and newest["modalities"] == ["CT"]
+    assert newest["match_state"] == "MATCHED" and newest["patient_id"] == "BN000000"
+
+    by_patient = client.get("/api/studies", params={"patient_id": "BN000003"}).json()
+    assert by_patient["total"] == 2  # studies 3 and 23 of 20 patients
+    assert {item["patient_id"] for item in by_patient["items"]} == {"BN000003"}
+
+    day = (date.today() - timedelta(days=9 * 365 // 40)).strftime("%Y%m%d")  # study 9
+    by_date = client.get("/api/studies", params={"date_from": day, "date_to": day}).json()
+    assert by_date["total"] >= 1 and all(i["study_date"] == day for i in by_date["items"])
+
+    unmatched = client.get("/api/studies", params={"matched": "false"}).json()
+    assert unmatched["total"] == 10  # studies 30-39 have no order
+    assert all(item["match_reason"] == "no order found" for item in unmatched["items"])
