@@ -38,6 +38,8 @@ DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
 MAX_INFLATED_BYTES = 64 * 1024 * 1024
 # Sequences nested deeper than this are refused (real data sets nest a few levels).
 MAX_DEPTH = 32
+# check_file reads this much of a file first (headers before pixel data fit in it).
+PREFIX_BYTES = 65536
 
 UNDEFINED = 0xFFFFFFFF
 ITEM = 0xFFFEE000
@@ -118,20 +120,32 @@ def check_dataset(
 
 
 def check_file(path: Path) -> str | None:
-    """:func:`check_part10` of a file (memory-mapped: only the pages of headers are read)."""
+    """:func:`check_part10` of a file: its first :data:`PREFIX_BYTES` read, the rest only
+    if a header lies beyond them (memory-mapped then: only the pages of headers are
+    read). A header-first file with its pixel data last is checked from the prefix."""
     with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
             return "empty file"
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return check_part10(data)
+        prefix = f.read(PREFIX_BYTES)
+        if len(prefix) == size:
+            return check_part10(prefix)
+        try:
+            return check_part10(prefix, size)
+        except struct.error:  # a header beyond the prefix
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return check_part10(data)
 
 
-def check_part10(data: Buffer) -> str | None:
-    """None if a Part 10 file (preamble, File Meta Information, data set) is sound."""
-    if len(data) < 132 or data[128:132] != b"DICM":
+def check_part10(data: Buffer, size: int | None = None) -> str | None:
+    """None if a Part 10 file (preamble, File Meta Information, data set) is sound.
+    ``data`` may be the first bytes of a file of ``size`` bytes: reading a header beyond
+    them raises :class:`struct.error`."""
+    end = len(data) if size is None else size
+    if end < 132 or data[128:132] != b"DICM":
         return "no DICOM preamble"
     try:
-        pos, transfer_syntax = _file_meta(data, 132)
+        pos, transfer_syntax = _file_meta(data, 132, end)
         if transfer_syntax == IMPLICIT_VR_LE:
             syntax = IMPLICIT_LE
         elif transfer_syntax == EXPLICIT_VR_BE:
@@ -139,18 +153,20 @@ def check_part10(data: Buffer) -> str | None:
         else:
             syntax = EXPLICIT_LE
         if transfer_syntax in DEFLATED:
+            if end != len(data):
+                raise struct.error("the deflated data set is inflated whole")
             data, pos = _inflate(data, pos), 0
-        _walk(data, pos, len(data), syntax, 0, False)
+            end = len(data)
+        _walk(data, pos, end, syntax, 0, False)
     except _Refused as refused:
         return str(refused.args[0])
     return None
 
 
-def _file_meta(data: Buffer, pos: int) -> tuple[int, str]:
+def _file_meta(data: Buffer, pos: int, end: int) -> tuple[int, str]:
     """Walk the group 0002 elements (explicit VR little endian); (end, transfer syntax)."""
     header = EXPLICIT_LE.explicit_header
     transfer_syntax = None
-    end = len(data)
     while pos + 8 <= end:
         group, element, vr, length = header.unpack_from(data, pos)
         if group != 0x0002:
@@ -166,6 +182,8 @@ def _file_meta(data: Buffer, pos: int) -> tuple[int, str]:
         if length > end - value_at:
             raise _Refused(f"file meta (0002,{element:04X}) runs past the end")
         if element == 0x0010:
+            if value_at + length > len(data):
+                raise struct.error("transfer syntax beyond the data")
             raw = data[value_at : value_at + length]
             transfer_syntax = raw.rstrip(b"\0 ").decode("ascii", "replace")
         pos = value_at + length

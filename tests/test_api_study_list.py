@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.scale import fill
 from gateway.db import Database
 from tests.support.auth import authed_client
-from tests.test_costing_support import make_service
+from tests.support.costing import make_service
 
 
 def test_study_list_pages_and_filters(database: Database, db_url: str, tmp_path: Path) -> None:

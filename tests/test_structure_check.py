@@ -557,3 +557,30 @@ def test_dcmdump_agrees_on_seeded_mutations() -> None:
         else:
             counts["both refuse" if dcmdump_fails else "only the check refuses"] += 1
     assert counts["both refuse"] > 40 and counts["both accept"] > 10, counts
+
+
+@pytest.mark.unit
+def test_files_beyond_the_prefix(tmp_path: Path) -> None:
+    """Large files: checked from their first bytes while headers lie there, mapped when
+    one lies beyond them (an element after the pixel data)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = "1.2.3"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    buffer.write(b"\0" * 128 + b"DICM")
+    pydicom.filewriter.write_file_meta_info(buffer, meta)
+    head = buffer.getvalue() + HEAD
+    size = 3 * structure_check.PREFIX_BYTES
+    pixels = _explicit(0x7FE0, 0x0010, b"OW", b"\0" * size)
+    cases = {
+        head + pixels: None,
+        head + pixels + _explicit(0xFFFC, 0xFFFC, b"OB", b"\0" * 4): None,
+        head + pixels + _explicit(0xFFFC, 0xFFFC, b"OB", b"\0" * 3): "odd length 3 of (FFFC,FFFC)",
+        head + pixels[: size // 2]: f"(7FE0,0010) value of {size} bytes runs past the end",
+        head + pixels + b"\0\0": f"element header at byte {len(head + pixels)} runs past the end",
+    }
+    path = tmp_path / "large.dcm"
+    for data, expected in cases.items():
+        path.write_bytes(data)
+        assert check_file(path) == expected == check_part10(data)
