@@ -36,13 +36,17 @@ def orthanc_sop_uids(orthanc: LocalOrthanc, study_uid: str) -> set[str]:
 
 
 def orthanc_study(orthanc: LocalOrthanc, study_uid: str) -> dict | None:
+    """Orthanc's record of ``study_uid``, or None (absent, or moving: a correction that
+    changes the patient id gives the study a new Orthanc id, so the one just looked up
+    may be gone by the time it is read)."""
     with orthanc.client() as c:
         found = [
             f for f in c.post("/tools/lookup", content=study_uid).json() if f["Type"] == "Study"
         ]
         if len(found) != 1:
             return None
-        return c.get(f"/studies/{found[0]['ID']}").json()
+        study = c.get(f"/studies/{found[0]['ID']}")
+        return study.json() if study.status_code == 200 else None
 
 
 def patient_id_in_orthanc(orthanc: LocalOrthanc, study_uid: str) -> str | None:
