@@ -1,7 +1,9 @@
 """Ingest benchmark: a 500-instance 512x512 CT study sent by storescu to dcmtk storescp,
 to Orthanc and to the gateway (durable path on), with one and with four associations.
 
-Prints one JSON line: instances/s and MB/s for each receiver, the gateway's peak RSS, and
+Prints one JSON line: instances/s and MB/s for each receiver, the gateway's peak RSS (the
+gateway twice in the same run: its fast DICOM path, then stock pynetdicom with
+``dicom.fast_path = false``, keys ending ``_stock``, e.g. ``gateway_ips_stock``), and
 the per-instance CPU cost of the receive path's structure check
 (:mod:`dicom_nodes.structure_check`), timed in this process on the same files
 (``validate_us``) and on pydicom's header-rich ``CT_small.dcm`` (``validate_us_ct_small``,
@@ -59,26 +61,32 @@ def _gateway(
     work: Path,
     studies: dict[str, tuple[list[Path], list[Path]]],
     result: dict[str, object],
+    *,
+    fast: bool,
 ) -> None:
+    name = "gateway" if fast else "gateway_stock"
+    suffix = "" if fast else "_stock"
     extra: dict[str, object] = {
-        "dicom": {"processes": args.processes},
+        "dicom": {"processes": args.processes, "fast_path": fast},
         "log": {"level": "WARNING"},
         "worker": {"poll_interval_s": float(os.environ.get("BENCH_POLL", "1.0"))},
     }
     if args.no_fsync:
         extra["store"] = {"fsync": False}
         extra["database"] = {"sqlite_synchronous": "NORMAL"}
-    gw = GatewayProcess(work / "gateway", f"sqlite:///{work / 'gateway' / 'risgate.db'}", extra)
+    gw = GatewayProcess(work / name, f"sqlite:///{work / name / 'risgate.db'}", extra)
     gw.start()
     try:
         assert gw.process is not None
         with RssSampler(gw.process.pid) as rss:
-            r = _measure(gw.dicom_port, "RISGATE", *studies["gateway"])
-        result.update({f"gateway_{k}": round(v, 1) for k, v in r.items()})
-        result["gateway_rss_mb"] = round(rss.peak, 1)
+            r = _measure(gw.dicom_port, "RISGATE", *studies[name])
+        result.update({f"gateway_{k}{suffix}": round(v, 1) for k, v in r.items()})
+        result[f"gateway_rss_mb{suffix}"] = round(rss.peak, 1)
         result["gateway_processes"] = args.processes
     finally:
         gw.stop()
+    if not fast:
+        return
     one, four = studies["gateway"]
     result["validate_us"] = round(_validate_us([*one, *four]), 1)
     ct_small = Path(str(get_testdata_file("CT_small.dcm")))
@@ -103,11 +111,16 @@ def main() -> None:
             make_ct_study(work / f"{name}1", args.instances, accession=f"{name}1")[1],
             make_ct_study(work / f"{name}4", args.instances, accession=f"{name}4")[1],
         )
-        for name in (("gateway",) if args.only_gateway else ("storescp", "orthanc", "gateway"))
+        for name in (
+            ("gateway", "gateway_stock")
+            if args.only_gateway
+            else ("storescp", "orthanc", "gateway", "gateway_stock")
+        )
     }
 
     if args.only_gateway:
-        _gateway(args, work, studies, result)
+        _gateway(args, work, studies, result, fast=True)
+        _gateway(args, work, studies, result, fast=False)
         emit(result)
         return
     port = free_port()
@@ -146,7 +159,8 @@ def main() -> None:
     finally:
         orthanc.stop()
 
-    _gateway(args, work, studies, result)
+    _gateway(args, work, studies, result, fast=True)
+    _gateway(args, work, studies, result, fast=False)
     result["ratio_1"] = round(float(result["gateway_ips"]) / float(result["orthanc_ips"]), 2)  # type: ignore[arg-type]
     result["ratio_4"] = round(float(result["gateway_ips_4"]) / float(result["orthanc_ips_4"]), 2)  # type: ignore[arg-type]
     emit(result)
