@@ -29,7 +29,8 @@ sed -i "s/^VERIFIED: Mapping\[str, str\] = .*/VERIFIED: Mapping[str, str] = $ver
   dicom_nodes/fast_path.py
 grep -q "^VERIFIED: Mapping\[str, str\] = $versions" dicom_nodes/fast_path.py
 dicom=(tests/test_dimse_shortcuts.py tests/test_storescu_sendfile.py
-  tests/test_storescu_peer_failures.py tests/test_dicom_receive.py tests/test_forward.py)
+  tests/test_storescu_peer_failures.py tests/test_dicom_receive.py tests/test_forward.py
+  tests/test_dicom_state_machine.py)
 RISGATE_DICOM__FAST_PATH=force "$py" -m pytest -p no:cacheprovider -q "${dicom[@]}"
 RISGATE_DICOM__FAST_PATH=false "$py" -m pytest -p no:cacheprovider -q "${dicom[@]}"
 echo "check-upgrade: $versions pass on the fast path and on stock pynetdicom"
