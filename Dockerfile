@@ -5,12 +5,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN useradd --system --uid 1000 --home-dir /var/lib/risgate risgate \
     && mkdir -p /var/lib/risgate /etc/risgate && chown risgate /var/lib/risgate
 WORKDIR /opt/risgate
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY gateway ./gateway
 COPY dicom_nodes ./dicom_nodes
 COPY hl7 ./hl7
 COPY pricing_norms ./pricing_norms
-RUN pip install .
+# The exact versions the tests ran with (constraints.txt), never whatever is newest.
+RUN pip install -c constraints.txt .
 USER risgate
 ENV RISGATE_CONFIG=/etc/risgate/risgate.toml
 EXPOSE 11112 2575 8080

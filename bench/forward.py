@@ -1,11 +1,13 @@
 """Forward benchmark: time until a 500-instance CT study is complete in Orthanc, sent
 (a) by storescu straight to Orthanc, (b) by storescu to the gateway, which forwards it.
 
-(a) and (b) take turns for ``--rounds`` rounds (3 by default; a new study each time), so
-a drift of this shared machine's speed falls on both; single runs here drift by a third.
-A 20-instance study through each path first warms both up (not timed).
-Prints one JSON line: ``direct_s`` and ``gateway_s`` (medians of the rounds), ``ratio``
-(gateway_s / direct_s) and every round's figures.
+(c) the same through a second gateway on stock pynetdicom (``dicom.fast_path = false``).
+
+(a), (b) and (c) take turns for ``--rounds`` rounds (3 by default; a new study each time),
+so a drift of this shared machine's speed falls on all; single runs here drift by a third.
+A 20-instance study through each path first warms them up (not timed).
+Prints one JSON line: ``direct_s``, ``gateway_s`` and ``gateway_s_stock`` (medians of the
+rounds), ``ratio`` (gateway_s / direct_s), ``ratio_stock`` and every round's figures.
 Usage: .venv/bin/python -m bench.forward [--instances N] [--rounds R]
 """
 
@@ -139,11 +141,13 @@ def main() -> None:
         (
             make_ct_study(work / f"direct{r}", n, accession=f"DIRECT{r}")[1],
             make_ct_study(work / f"gw{r}", n, accession=f"VIAGW{r}")[1],
+            make_ct_study(work / f"stock{r}", n, accession=f"STOCK{r}")[1],
         )
         for r in range(args.rounds)
     ]
     _, warm_direct = make_ct_study(work / "warm-direct", WARM_UP, accession="WARMD")
     _, warm_gw = make_ct_study(work / "warm-gw", WARM_UP, accession="WARMG")
+    _, warm_stock = make_ct_study(work / "warm-stock", WARM_UP, accession="WARMS")
 
     def orthanc(name: str) -> LocalOrthanc:
         server = LocalOrthanc(
@@ -154,33 +158,44 @@ def main() -> None:
 
     direct = orthanc("orthanc-direct")
     pacs = orthanc("orthanc-gw")
-    gw = GatewayProcess(
-        work / "gateway",
-        f"sqlite:///{work / 'gateway' / 'risgate.db'}",
-        {
-            "dicom": {"processes": args.processes},
-            "log": {"level": "WARNING"},
-            # No order for this study: forward it rather than hold it for reconciliation.
-            "reconcile": {"unmatched": "forward"},
-            "forward": {
-                "destinations": [
-                    destination_for(pacs, protocol=args.protocol, associations=args.associations)
-                ]
+    pacs_stock = orthanc("orthanc-gw-stock")
+
+    def gateway(name: str, target: LocalOrthanc, fast: bool) -> GatewayProcess:
+        return GatewayProcess(
+            work / name,
+            f"sqlite:///{work / name / 'risgate.db'}",
+            {
+                "dicom": {"processes": args.processes, "fast_path": fast},
+                "log": {"level": "WARNING"},
+                # No order for this study: forward it rather than hold it for reconciliation.
+                "reconcile": {"unmatched": "forward"},
+                "forward": {
+                    "destinations": [
+                        destination_for(
+                            target, protocol=args.protocol, associations=args.associations
+                        )
+                    ]
+                },
             },
-        },
-    )
+        )
+
+    gw = gateway("gateway", pacs, True)
+    gw_stock = gateway("gateway-stock", pacs_stock, False)
     direct_s: list[float] = []
     gateway_s: list[float] = []
     receive_s: list[float] = []
+    stock_s: list[float] = []
+    stock_receive_s: list[float] = []
     try:
         gw.start()
+        gw_stock.start()
         # A small study through each path first (not timed): first associations, lazy
-        # imports and cold caches on both sides.
+        # imports and cold caches on all sides.
         _round(direct, direct.config.dicom_port, "ORTHANC", warm_direct, WARM_UP)
         _round(pacs, gw.dicom_port, "RISGATE", warm_gw, WARM_UP)
-        # Direct and through the gateway take turns, so drifts of the machine's speed
-        # fall on both sides alike.
-        for r, (direct_files, gw_files) in enumerate(studies):
+        _round(pacs_stock, gw_stock.dicom_port, "RISGATE", warm_stock, WARM_UP)
+        # The paths take turns, so drifts of the machine's speed fall on all alike.
+        for r, (direct_files, gw_files, stock_files) in enumerate(studies):
             expected = WARM_UP + n * (r + 1)
             direct_s.append(
                 _round(direct, direct.config.dicom_port, "ORTHANC", direct_files, expected)[0]
@@ -188,11 +203,21 @@ def main() -> None:
             total, send = _round(pacs, gw.dicom_port, "RISGATE", gw_files, expected)
             gateway_s.append(total)
             receive_s.append(send)
+            total, send = _round(pacs_stock, gw_stock.dicom_port, "RISGATE", stock_files, expected)
+            stock_s.append(total)
+            stock_receive_s.append(send)
     finally:
         gw.stop()
+        gw_stock.stop()
         pacs.stop()
+        pacs_stock.stop()
         direct.stop()
-    problems = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
+    problems = [
+        line
+        for g in (gw, gw_stock)
+        for line in g.log_path.read_text().splitlines()
+        if '"ERROR"' in line
+    ]
     for line in problems[:10]:
         print(line, file=sys.stderr)
     if args.full_path:
@@ -207,8 +232,12 @@ def main() -> None:
             "gateway_s": round(gateway_median, 2),
             "gateway_receive_s": round(statistics.median(receive_s), 2),
             "ratio": round(gateway_median / direct_median, 2),
+            "gateway_s_stock": round(statistics.median(stock_s), 2),
+            "gateway_receive_s_stock": round(statistics.median(stock_receive_s), 2),
+            "ratio_stock": round(statistics.median(stock_s) / direct_median, 2),
             "direct_rounds_s": [round(x, 2) for x in direct_s],
             "gateway_rounds_s": [round(x, 2) for x in gateway_s],
+            "gateway_stock_rounds_s": [round(x, 2) for x in stock_s],
         }
     )
     shutil.rmtree(work, ignore_errors=True)

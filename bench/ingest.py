@@ -2,8 +2,10 @@
 to Orthanc and to the gateway (durable path on), with one, four and sixteen associations
 (16 storescu processes at once: a department's modalities sending together).
 
-Prints one JSON line: instances/s and MB/s for each receiver, the gateway's peak RSS,
-the ERROR lines in the gateway's log (an association refused fails the run) and
+Prints one JSON line: instances/s and MB/s for each receiver, the gateway's peak RSS (the
+gateway twice in the same run: its fast DICOM path, then stock pynetdicom with
+``dicom.fast_path = false``, keys ending ``_stock``, e.g. ``gateway_ips_stock``), the
+ERROR lines in the gateway's log (an association refused fails the run) and
 the per-instance CPU cost of the receive path's structure check
 (:mod:`dicom_nodes.structure_check`), timed in this process on the same files
 (``validate_us``) and on pydicom's header-rich ``CT_small.dcm`` (``validate_us_ct_small``,
@@ -67,27 +69,33 @@ def _gateway(
     work: Path,
     studies: dict[str, tuple[list[Path], list[Path], list[Path]]],
     result: dict[str, object],
+    *,
+    fast: bool,
 ) -> None:
+    name = "gateway" if fast else "gateway_stock"
+    suffix = "" if fast else "_stock"
     extra: dict[str, object] = {
-        "dicom": {"processes": args.processes},
+        "dicom": {"processes": args.processes, "fast_path": fast},
         "log": {"level": "WARNING"},
         "worker": {"poll_interval_s": float(os.environ.get("BENCH_POLL", "1.0"))},
     }
     if args.no_fsync:
         extra["store"] = {"fsync": False}
         extra["database"] = {"sqlite_synchronous": "NORMAL"}
-    gw = GatewayProcess(work / "gateway", f"sqlite:///{work / 'gateway' / 'risgate.db'}", extra)
+    gw = GatewayProcess(work / name, f"sqlite:///{work / name / 'risgate.db'}", extra)
     gw.start()
     try:
         assert gw.process is not None
         with RssSampler(gw.process.pid) as rss:
-            r = _measure(gw.dicom_port, "RISGATE", *studies["gateway"])
-        result.update({f"gateway_{k}": round(v, 1) for k, v in r.items()})
-        result["gateway_rss_mb"] = round(rss.peak, 1)
+            r = _measure(gw.dicom_port, "RISGATE", *studies[name])
+        result.update({f"gateway_{k}{suffix}": round(v, 1) for k, v in r.items()})
+        result[f"gateway_rss_mb{suffix}"] = round(rss.peak, 1)
         result["gateway_processes"] = args.processes
     finally:
         gw.stop()
-    one, four = studies["gateway"]
+    if not fast:
+        return
+    one, four, _sixteen = studies["gateway"]
     result["validate_us"] = round(_validate_us([*one, *four]), 1)
     ct_small = Path(str(get_testdata_file("CT_small.dcm")))
     result["validate_us_ct_small"] = round(_validate_us([ct_small] * 200), 1)
@@ -116,11 +124,16 @@ def main() -> None:
             make_ct_study(work / f"{name}4", args.instances, accession=f"{name}4")[1],
             make_ct_study(work / f"{name}16", args.instances, accession=f"{name}16")[1],
         )
-        for name in (("gateway",) if args.only_gateway else ("storescp", "orthanc", "gateway"))
+        for name in (
+            ("gateway", "gateway_stock")
+            if args.only_gateway
+            else ("storescp", "orthanc", "gateway", "gateway_stock")
+        )
     }
 
     if args.only_gateway:
-        _gateway(args, work, studies, result)
+        _gateway(args, work, studies, result, fast=True)
+        _gateway(args, work, studies, result, fast=False)
         emit(result)
         return
     port = free_port()
@@ -159,7 +172,8 @@ def main() -> None:
     finally:
         orthanc.stop()
 
-    _gateway(args, work, studies, result)
+    _gateway(args, work, studies, result, fast=True)
+    _gateway(args, work, studies, result, fast=False)
     result["ratio_1"] = round(float(result["gateway_ips"]) / float(result["orthanc_ips"]), 2)  # type: ignore[arg-type]
     result["ratio_4"] = round(float(result["gateway_ips_4"]) / float(result["orthanc_ips_4"]), 2)  # type: ignore[arg-type]
     result["ratio_16"] = round(float(result["gateway_ips_16"]) / float(result["orthanc_ips_16"]), 2)  # type: ignore[arg-type]

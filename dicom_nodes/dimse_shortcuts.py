@@ -12,7 +12,8 @@ Profiled with py-spy on the gateway's processes (0.5 MB CT instances, one associ
   on a DIMSE primitive is checked again by pynetdicom, also only to log a warning (the
   check that could refuse it is already replaced: the DICOM node accepts any UID in a
   command and answers a failure status itself). The gateway validates the UIDs it uses
-  (``gateway.identifiers``), so these checks are off in processes running the DICOM node;
+  (``gateway.identifiers``), so pynetdicom's check is off, and pydicom's while the
+  receive path reads a header (:func:`dicom_nodes.fast_path.relaxed_reading`);
 * for each C-STORE response (receiving) and request (forwarding), pynetdicom builds the
   command set as a pydicom dataset and encodes it: ~290 us per instance.
   :func:`store_response_command` and :func:`store_request_command` encode the same
@@ -35,7 +36,6 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-import pydicom.config
 from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
@@ -236,9 +236,8 @@ _SET_UID = utils.set_uid
 
 
 def apply() -> None:
-    """Install the shortcuts (idempotent; for processes that run the DICOM node or
-    forward with :class:`~dicom_nodes.storescu.StoreSCU`)."""
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    """Install the shortcuts (idempotent); only :func:`dicom_nodes.fast_path.configure`
+    calls this, with the versions they were verified with."""
     _config.LOG_HANDLER_LEVEL = "none"
     # Only decode_msg's streamed-dataset branch uses these two names in that module.
     dimse_messages.create_file_meta = _create_file_meta  # type: ignore[assignment]

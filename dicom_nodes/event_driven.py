@@ -375,12 +375,10 @@ def make_event_driven(assoc: Association) -> None:
     assoc.network_timeout = assoc.network_timeout
 
 
-class EventDrivenRequestHandler(RequestHandler):
-    """The association server's per-connection handler, with waiting providers.
-
-    It calls the server's ``connection_ended()`` (if it has one) when the association's
-    thread ends, or at once if the association could not be started.
-    """
+class CountingRequestHandler(RequestHandler):
+    """pynetdicom's per-connection handler (stock association, DUL and DIMSE) that calls
+    the server's ``connection_ended()`` (if it has one) when the association's thread
+    ends, or at once if the association could not be started."""
 
     def handle(self) -> None:
         ended: Callable[[], None] = getattr(self.server, "connection_ended", lambda: None)
@@ -400,6 +398,10 @@ class EventDrivenRequestHandler(RequestHandler):
 
         assoc.run = run_then_report  # type: ignore[method-assign]
         assoc.start()
+
+
+class EventDrivenRequestHandler(CountingRequestHandler):
+    """The association server's per-connection handler, with waiting providers."""
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()

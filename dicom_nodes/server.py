@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import socket
-import tempfile
 import threading
 from collections.abc import Callable
 
@@ -13,7 +12,7 @@ from pynetdicom import _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from dicom_nodes import dimse_shortcuts
+from dicom_nodes import fast_path
 from dicom_nodes.dispatch import DONE, Dispatcher, StoredReporter, receive_handed, report
 from dicom_nodes.policy import AssociationPolicy, PolicyAE
 from dicom_nodes.storage import StorageSCP, storage_contexts
@@ -69,13 +68,13 @@ def start_dicom_server(
     connections to the others); the others pass their ``handoff`` channel and do not
     listen themselves (:mod:`dicom_nodes.dispatch`).
     """
+    fast = fast_path.enabled()
     _config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_shortcuts.apply()
     # pynetdicom would abort the association on a non-conformant UID in a command;
     # the gateway validates UIDs itself and answers with a failure status instead.
     _config.VALIDATORS["UI"] = _accept_any_uid
     # Chunked datasets land in the store's tmp dir: same file system as the final place.
-    tempfile.tempdir = str(receiver.store.tmp_dir)
+    fast_path.bind_received_temp_files(receiver.store.tmp_dir)
     ae = build_ae(settings, extra, receiver.disk_full)
     storage = StorageSCP(receiver)
     handlers: list[tuple[object, object]] = [
@@ -99,6 +98,7 @@ def start_dicom_server(
         evt_handlers=handlers,  # type: ignore[arg-type]
         ssl_context=ssl_context,
         server_class=FastAssociationServer if handoff is None else HandedConnectionServer,
+        fast=fast,
     )
     assert isinstance(server, FastAssociationServer)
     ae._servers.append(server)  # so server.shutdown() finds it, as with ae.start_server()
@@ -115,10 +115,11 @@ def start_dicom_server(
         name = "dicom-tls-acceptor" if tls else "dicom-acceptor"
     threading.Thread(target=target, name=name, daemon=True).start()
     log.info(
-        "DICOM node %s listening on %s:%s%s",
+        "DICOM node %s listening on %s:%s%s (%s)",
         settings.ae_title,
         settings.host,
         server.server_address[1],
         " (TLS)" if tls else "",
+        "fast path" if fast else "stock pynetdicom",
     )
     return server

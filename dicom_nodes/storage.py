@@ -38,6 +38,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 
+from dicom_nodes.fast_path import relaxed_reading
 from dicom_nodes.structure_check import check_file
 from gateway.receive import Outcome, Receiver
 
@@ -105,17 +106,18 @@ class StorageSCP:
         request = cast(C_STORE, event.request)
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         path = Path(event.dataset_path)
-        reason = check_file(path)
-        if reason is not None:
-            self.receiver.store.discard(path)
-            log.warning("C-STORE refused from %s: malformed data set: %s", calling_ae, reason)
-            return _failure(STATUS_CANNOT_UNDERSTAND, reason)
-        result = self.receiver.receive(
-            path,
-            sop_class_uid=str(request.AffectedSOPClassUID),
-            sop_instance_uid=str(request.AffectedSOPInstanceUID),
-            calling_ae=calling_ae,
-        )
+        with relaxed_reading():
+            reason = check_file(path)
+            if reason is not None:
+                self.receiver.store.discard(path)
+                log.warning("C-STORE refused from %s: malformed data set: %s", calling_ae, reason)
+                return _failure(STATUS_CANNOT_UNDERSTAND, reason)
+            result = self.receiver.receive(
+                path,
+                sop_class_uid=str(request.AffectedSOPClassUID),
+                sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                calling_ae=calling_ae,
+            )
         status = _STATUS[result.outcome]
         if status == STATUS_SUCCESS:
             return status

@@ -2,9 +2,9 @@
 
 Files are sent as stored (pynetdicom's chunked send: the dataset bytes go from the file
 to the socket with ``sendfile``, never decoded, see :mod:`dicom_nodes.event_driven`), so
-forwarding costs little CPU and no memory per instance. The C-STORE shortcuts of
-:mod:`dicom_nodes.dimse_shortcuts` are installed by the first StoreSCU of a process, so a
-process that only forwards (``--role worker``) takes the same path as ``serve``.
+forwarding costs little CPU and no memory per instance. Whether the fast path
+(event-driven association, C-STORE shortcuts, held reactor) or stock pynetdicom sends is
+decided once per process by :mod:`dicom_nodes.fast_path`.
 
 One instance's failure is its own: each result says whether the peer judged the instance
 (a refusal status, or the association broken while that instance was on the wire: charged
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pynetdicom import _config
+from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 
-from dicom_nodes import dimse_shortcuts
+from dicom_nodes import fast_path
 from dicom_nodes.event_driven import EventDrivenAE
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class StoreSCU:
         timeout_s: float = 30.0,
         idle_close_s: float = 15.0,
     ) -> None:
-        dimse_shortcuts.apply()
+        self._fast = fast_path.enabled()
         self.calling_ae = calling_ae
         self.host = host
         self.port = port
@@ -121,7 +121,7 @@ class StoreSCU:
         self.timeout_s = timeout_s
         self.idle_close_s = idle_close_s
         self._assoc: Association | None = None
-        self._opening: EventDrivenAE | None = None
+        self._opening: AE | None = None
         self._contexts: set[tuple[str, str]] = set()
         self._last_used = 0.0
         self._interrupted = threading.Event()
@@ -132,7 +132,8 @@ class StoreSCU:
         blocked on a peer that stopped reading; the results say :data:`INTERRUPTED`."""
         self._interrupted.set()
         opening = self._opening
-        for assoc in (self._assoc, opening.requested if opening is not None else None):
+        requested = getattr(opening, "requested", None)  # only an EventDrivenAE knows it
+        for assoc in (self._assoc, requested):
             if assoc is None:
                 continue
             sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
@@ -142,7 +143,7 @@ class StoreSCU:
             assoc.dimse.msg_queue.put((None, None))  # ends a wait for a response
 
     def _open(self, needed: set[tuple[str, str]]) -> Association:
-        ae = EventDrivenAE(self.calling_ae)
+        ae = EventDrivenAE(self.calling_ae) if self._fast else AE(self.calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
         ae.connection_timeout = self.timeout_s
         ae.maximum_pdu_size = 131072
@@ -171,12 +172,15 @@ class StoreSCU:
         return assoc
 
     def _hold(self, assoc: Association) -> None:
-        """Tune a new association's socket and keep its reactor paused (_HeldCheckpoint)."""
+        """Tune a new association's socket and, on the fast path, keep its reactor paused
+        (_HeldCheckpoint)."""
         sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # A peer that stops reading fails a send after the timeout, not never.
             sock.settimeout(self.timeout_s)
+        if not self._fast:
+            return
         checkpoint = _HeldCheckpoint()
         assoc._reactor_checkpoint = checkpoint  # pause the reactor (see _HeldCheckpoint)
         deadline = time.monotonic() + self.timeout_s

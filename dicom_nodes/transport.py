@@ -5,7 +5,9 @@ delayed ACK). Plain connections reach other receiver processes by hand-off from 
 process (:mod:`dicom_nodes.dispatch`); SO_REUSEPORT still lets every process accept on the
 TLS port. A TLS server wraps each connection without
 handshaking in the acceptor thread (the association's thread does it on first read).
-Associations share the server's supported contexts instead of deep-copying them.
+On the fast path (:mod:`dicom_nodes.fast_path`) associations wait for events
+(:mod:`dicom_nodes.event_driven`) and share the server's supported contexts instead of
+deep-copying them; otherwise they are pynetdicom's own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_nodes.dispatch import Dispatcher
-from dicom_nodes.event_driven import EventDrivenRequestHandler
+from dicom_nodes.event_driven import CountingRequestHandler, EventDrivenRequestHandler
 
 
 def tune_socket(sock: socket.socket) -> None:
@@ -37,11 +39,14 @@ class SharedContexts(list):
 
 
 class FastAssociationServer(ThreadedAssociationServer):
-    """Threaded association server with SO_REUSEPORT, TCP_NODELAY and associations that
-    wait for events instead of polling (:mod:`dicom_nodes.event_driven`)."""
+    """Threaded association server with SO_REUSEPORT and TCP_NODELAY; with ``fast``,
+    associations that wait for events instead of polling (:mod:`dicom_nodes.event_driven`)
+    and share the supported contexts; without, stock pynetdicom associations."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("request_handler", EventDrivenRequestHandler)
+    def __init__(self, *args: Any, fast: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "request_handler", EventDrivenRequestHandler if fast else CountingRequestHandler
+        )
         self.active = 0  # associations being served by this process
         self._active_lock = threading.Lock()
         # Set in the main process of several receivers: hands connections to the others.
@@ -49,7 +54,8 @@ class FastAssociationServer(ThreadedAssociationServer):
         # Set in a receiver process: tells the main process a connection ended.
         self.on_connection_done: Callable[[], None] | None = None
         super().__init__(*args, **kwargs)
-        self.contexts = SharedContexts(self.contexts)
+        if fast:
+            self.contexts = SharedContexts(self.contexts)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if self.dispatcher is not None and self.dispatcher.hand_off(

@@ -24,6 +24,9 @@ def main() -> None:
     settings = Settings.model_validate_json(sys.stdin.read())
     setup_logging(settings.log.level, settings.log.json_format)
     stop = install_stop_handlers()
+    from dicom_nodes import fast_path
+
+    fast_path.configure(settings.dicom.fast_path)
     service = Service.create(settings, migrate=False)
     install_extensions(service)  # the same hooks and event subscribers as every process
     from dicom_nodes.server import start_dicom_server

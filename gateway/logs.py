@@ -40,3 +40,6 @@ def setup_logging(level: str = "INFO", json_format: bool = True) -> None:
     root.setLevel(level)
     # pynetdicom logs dataset summaries (with patient data) at DEBUG/INFO: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # pydicom's value-validation warnings quote the value (patient names, IDs); its reading
+    # validation is no longer off process-wide (dicom_nodes.fast_path), so keep them out.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)

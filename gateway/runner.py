@@ -48,6 +48,13 @@ def _start_dicom_child(settings: Settings, handoff: socket.socket) -> subprocess
 def serve(settings: Settings, roles: list[str]) -> None:
     setup_logging(settings.log.level, settings.log.json_format)
     stop_requested = install_stop_handlers()
+    if "dicom" in roles or "worker" in roles:
+        from dicom_nodes import fast_path
+
+        try:
+            fast_path.configure(settings.dicom.fast_path)
+        except fast_path.FastPathRefused as exc:
+            raise SystemExit(f"risgate: {exc}") from None
     service = Service.create(settings)
     removed = service.store.clean_tmp()
     if removed:

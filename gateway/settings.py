@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -56,6 +56,9 @@ class DicomSettings(_Section):
     port: int = Field(default=11112, ge=0, le=65535)
     processes: int = Field(default=1, ge=1, le=64)
     max_pdu: int = Field(default=131072, ge=4096, le=4_194_304)
+    # true: the fast DICOM path if pydicom/pynetdicom are the verified versions, else stock
+    # pynetdicom (logged); "force": refuse to start instead; false: stock pynetdicom.
+    fast_path: bool | Literal["force"] = True
     max_associations: int = Field(default=16, ge=1, le=1000)
     require_called_ae: bool = True
     allow_any_calling_ae: bool = False

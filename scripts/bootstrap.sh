@@ -28,9 +28,11 @@ stamp=.venv/.installed
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# Exact versions from constraints.txt (scripts/freeze-constraints.sh); re-install when
+# either the dependency list or the pins change.
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -c constraints.txt -e '.[test]'
   touch "$stamp"
 fi
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: lint, format check, type check, then pytest (SQLite and a
-# throw-away PostgreSQL, real dcmtk, Orthanc and Chromium). Extra arguments go to pytest.
+# throw-away PostgreSQL, real dcmtk, Orthanc and Chromium), then the DICOM receive/forward
+# tests on stock pynetdicom. Extra arguments go to pytest (and skip that second run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
@@ -8,3 +9,10 @@ scripts/bootstrap.sh test
 .venv/bin/ruff format --check .
 .venv/bin/mypy gateway dicom_nodes hl7 pricing_norms
 .venv/bin/pytest -p no:cacheprovider "$@"
+if [ $# -eq 0 ]; then
+  # The DICOM receive, forward and state-machine tests once more on stock pynetdicom
+  # (dicom.fast_path = false, docs/decisions.md): the fallback must keep working, not only
+  # exist. SQLite variants only: the database is the same code on both paths.
+  RISGATE_DICOM__FAST_PATH=false .venv/bin/pytest -p no:cacheprovider -q -k "not postgresql" \
+    tests/test_dicom_receive.py tests/test_forward.py tests/test_dicom_state_machine.py
+fi

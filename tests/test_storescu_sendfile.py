@@ -13,6 +13,7 @@ import pytest
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from bench.common import wait_port
+from dicom_nodes import fast_path
 from dicom_nodes.dimse_shortcuts import FileSlice
 from dicom_nodes.event_driven import WakeableDUL
 from dicom_nodes.storescu import StoreSCU
@@ -21,7 +22,10 @@ from tests.support.net import free_port
 from tests.support.tools import require
 from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not fast_path.enabled(), reason="sendfile is the fast path's"),
+]
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
