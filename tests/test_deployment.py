@@ -193,8 +193,9 @@ def test_dockerfile_installs_and_runs_the_project(compose: dict[str, Any]) -> No
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = {pattern.rstrip("*") for pattern in include}
-    assert packages | {"pyproject.toml", "README.md"} <= copied
-    assert ("RUN", "pip install .") in steps
+    assert packages | {"pyproject.toml", "README.md", "constraints.txt"} <= copied
+    # The image installs the exact versions the tests ran with (constraints.txt).
+    assert ("RUN", "pip install -c constraints.txt .") in steps
     # Runs as the unprivileged user, set before the command.
     assert keywords.index("USER") < keywords.index("CMD")
     assert dict(steps)["USER"] == "risgate"
