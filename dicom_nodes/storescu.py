@@ -31,6 +31,7 @@ from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 
 from dicom_nodes import dimse_shortcuts
+from dicom_nodes.dimse_shortcuts import HeadedFile
 from dicom_nodes.event_driven import EventDrivenAE
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,13 @@ class StoreSCU:
             return self._open(needed)
         return self._assoc
 
-    def send(self, files: list[tuple[Path | Dataset, str, str]]) -> list[Failure | None]:
-        """Send (path or dataset, SOP class, transfer syntax) items; None (stored) or a
-        :class:`Failure` each. A path is streamed as stored; a dataset (a coerced copy) is
-        encoded by pynetdicom.
+    def send(
+        self, files: list[tuple[Path | HeadedFile | Dataset, str, str]]
+    ) -> list[Failure | None]:
+        """Send (path, headed file or dataset, SOP class, transfer syntax) items; None
+        (stored) or a :class:`Failure` each. A path is streamed as stored, a headed file
+        (a corrected header) as its head then the file's tail; a dataset (a coerced copy)
+        is encoded by pynetdicom.
 
         Raises :class:`SendError` if the association cannot be opened at all.
         """
@@ -220,10 +224,16 @@ class StoreSCU:
             self.close(graceful=False)
         return results
 
-    def _store_one(self, assoc: Association, item: Path | Dataset) -> tuple[Failure | None, bool]:
+    def _store_one(
+        self, assoc: Association, item: Path | HeadedFile | Dataset
+    ) -> tuple[Failure | None, bool]:
         """One C-STORE: its result, and whether the association ended with it."""
         try:
-            status: Dataset = assoc.send_c_store(item)
+            if isinstance(item, HeadedFile):
+                with dimse_shortcuts.sending_head(item):
+                    status: Dataset = assoc.send_c_store(item.path)
+            else:
+                status = assoc.send_c_store(item)
         except (OSError, ValueError, RuntimeError) as exc:
             return Failure(f"send failed: {type(exc).__name__}"), False
         code = getattr(status, "Status", None)
