@@ -136,10 +136,10 @@ def _checks_forward(r: dict[str, Any]) -> list[Check]:
     if r.get("bench") != "forward":
         return []
     ratio = _num(r, "ratio")
-    return [
+    checks = [
         Check(
             "forward",
-            f"{r['instances']} instances complete in Orthanc, s",
+            f"{r['instances']} instances, matched (corrected), complete in Orthanc, s",
             f"{_num(r, 'gateway_s'):.1f}",
             f"direct {_num(r, 'direct_s'):.1f}",
             f"{ratio:.2f}x",
@@ -147,6 +147,19 @@ def _checks_forward(r: dict[str, Any]) -> list[Check]:
             ratio <= 1.5,
         )
     ]
+    if "ratio_unmatched" in r:  # printed, no target: the path a hospital rarely takes
+        checks.append(
+            Check(
+                "forward",
+                f"{r['instances']} instances, unmatched (as received), complete in Orthanc, s",
+                f"{_num(r, 'gateway_unmatched_s'):.1f}",
+                f"direct {_num(r, 'direct_s'):.1f}",
+                f"{_num(r, 'ratio_unmatched'):.2f}x",
+                "",
+                None,
+            )
+        )
+    return checks
 
 
 def _checks_hl7(r: dict[str, Any]) -> list[Check]:

@@ -31,8 +31,12 @@ Profiled with py-spy on the gateway's processes (0.5 MB CT instances, one associ
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import struct
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -199,19 +203,62 @@ class FileSlice(NamedTuple):
     last: bool
 
 
+class HeadedFile(NamedTuple):
+    """A stored instance sent with another head: ``head`` (an encoded data set prefix, a
+    corrected header) then the file's bytes from ``tail_offset`` to its end, untouched.
+    ``dataset_offset``: where the data set starts in the file (after the File Meta)."""
+
+    path: Path
+    head: bytes
+    tail_offset: int
+    dataset_offset: int
+
+
+_heads = threading.local()
+
+
+@contextlib.contextmanager
+def sending_head(item: HeadedFile) -> Iterator[None]:
+    """While a C-STORE of ``item.path`` is sent from this thread, its dataset PDVs are
+    ``item.head`` then the file from ``item.tail_offset`` (see :func:`file_slices`)."""
+    _heads.item = item
+    try:
+        yield
+    finally:
+        _heads.item = None
+
+
 def file_slices(path: Path, offset: int, max_pdu: int) -> list[FileSlice]:
     """The dataset PDVs of a file from ``offset``, cut as pynetdicom's ``encode_msg``
-    cuts them (one per P-DATA, ``max_pdu - 6`` bytes of data each)."""
+    cuts them (one per P-DATA, ``max_pdu - 6`` bytes of data each). Within
+    :func:`sending_head` for this file: the head's bytes first, then the file's from the
+    head's ``tail_offset``."""
+    headed: HeadedFile | None = getattr(_heads, "item", None)
     file = open(path, "rb")  # noqa: SIM115 - closed by the DUL after the last slice
     try:
-        length = os.fstat(file.fileno()).st_size - offset
-        piece = max_pdu - 6 if max_pdu else max(length, 1)
+        size = os.fstat(file.fileno()).st_size
+        parts: list[tuple[BinaryIO, int, int]] = []
+        if headed is not None and Path(headed.path) == Path(path):
+            parts.append((io.BytesIO(headed.head), 0, len(headed.head)))
+            offset = headed.tail_offset
+        if size > offset or not parts:
+            parts.append((file, offset, size - offset))
+        else:
+            file.close()  # nothing of the file is sent: the head is the whole dataset
+        total = sum(length for _, _, length in parts)
+        piece = max_pdu - 6 if max_pdu else max(total, 1)
         slices = []
-        while length > piece:
-            slices.append(FileSlice(0x00, file, offset, piece, False))
-            offset += piece
-            length -= piece
-        slices.append(FileSlice(0x02, file, offset, length, True))
+        for source, start, length in parts:
+            while length > 0:
+                n = min(piece, length)
+                slices.append(FileSlice(0x00, source, start, n, False))
+                start += n
+                length -= n
+        if not slices:
+            slices.append(FileSlice(0x02, file, offset, 0, True))
+        else:
+            last = slices[-1]
+            slices[-1] = last._replace(control=0x02, last=True)
     except BaseException:
         file.close()
         raise

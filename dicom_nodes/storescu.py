@@ -18,6 +18,7 @@ opened from another thread, even a send blocked on a peer that stopped reading.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import socket
 import threading
@@ -25,12 +26,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 
-from dicom_nodes import fast_path
+from dicom_nodes import dimse_shortcuts, fast_path
+from dicom_nodes.dimse_shortcuts import HeadedFile
 from dicom_nodes.event_driven import EventDrivenAE
 
 log = logging.getLogger(__name__)
@@ -197,10 +200,13 @@ class StoreSCU:
             return self._open(needed)
         return self._assoc
 
-    def send(self, files: list[tuple[Path | Dataset, str, str]]) -> list[Failure | None]:
-        """Send (path or dataset, SOP class, transfer syntax) items; None (stored) or a
-        :class:`Failure` each. A path is streamed as stored; a dataset (a coerced copy) is
-        encoded by pynetdicom.
+    def send(
+        self, files: list[tuple[Path | HeadedFile | Dataset, str, str]]
+    ) -> list[Failure | None]:
+        """Send (path, headed file or dataset, SOP class, transfer syntax) items; None
+        (stored) or a :class:`Failure` each. A path is streamed as stored, a headed file
+        (a corrected header) as its head then the file's tail; a dataset (a coerced copy)
+        is encoded by pynetdicom.
 
         Raises :class:`SendError` if the association cannot be opened at all.
         """
@@ -224,10 +230,18 @@ class StoreSCU:
             self.close(graceful=False)
         return results
 
-    def _store_one(self, assoc: Association, item: Path | Dataset) -> tuple[Failure | None, bool]:
+    def _store_one(
+        self, assoc: Association, item: Path | HeadedFile | Dataset
+    ) -> tuple[Failure | None, bool]:
         """One C-STORE: its result, and whether the association ended with it."""
         try:
-            status: Dataset = assoc.send_c_store(item)
+            if isinstance(item, HeadedFile) and self._fast:
+                with dimse_shortcuts.sending_head(item):
+                    status: Dataset = assoc.send_c_store(item.path)
+            elif isinstance(item, HeadedFile):  # stock pynetdicom sends whole data sets
+                status = assoc.send_c_store(_whole_dataset(item))
+            else:
+                status = assoc.send_c_store(item)
         except (OSError, ValueError, RuntimeError) as exc:
             return Failure(f"send failed: {type(exc).__name__}"), False
         code = getattr(status, "Status", None)
@@ -258,3 +272,9 @@ class StoreSCU:
                 assoc.abort()
         except Exception:  # closing a broken association
             log.debug("association close failed", exc_info=True)
+
+
+def _whole_dataset(item: HeadedFile) -> Dataset:
+    """``item`` read whole, its corrected head in place (stock path: no sendfile shortcut)."""
+    data = item.path.read_bytes()
+    return dcmread(io.BytesIO(data[: item.dataset_offset] + item.head + data[item.tail_offset :]))

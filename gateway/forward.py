@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -30,9 +30,11 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dicom_nodes.dimse_shortcuts import HeadedFile
 from dicom_nodes.storescu import INTERRUPTED, Failure, SendError, StoreSCU
 from gateway import jobs
 from gateway.coerce import CoercionPlan, coerced_dataset, plan_for_study
+from gateway.coerce_stream import corrected_file
 from gateway.models import Instance, Job, JobState, Series
 from gateway.pacs_client import OrthancClient, PacsError
 from gateway.procutil import STOP_WAIT_S
@@ -73,8 +75,11 @@ class Item:
     transfer_syntax: str
     study_pk: int
     dataset: Dataset | None = None  # the coerced copy, when the study matched an order
+    corrected: HeadedFile | None = None  # or its corrected header, the rest from the file
     attempts: int = 1  # this attempt's number: above 1, the job failed before
 
+
+UPLOAD_PIECE = 1 << 20
 
 # After sending something, the sender looks for new jobs this often for a while.
 RECENT_WORK_S = 10.0
@@ -99,7 +104,10 @@ class Sender:
     def send(self, items: list[Item]) -> list[Failure | None]:
         if self.scu is not None:
             return self.scu.send(
-                [(i.dataset or i.path, i.sop_class_uid, i.transfer_syntax) for i in items]
+                [
+                    (i.corrected or i.dataset or i.path, i.sop_class_uid, i.transfer_syntax)
+                    for i in items
+                ]
             )
         assert self.rest is not None
         results: list[Failure | None] = []
@@ -108,7 +116,9 @@ class Sender:
                 results.append(INTERRUPTED)
                 continue
             try:
-                if item.dataset is not None:
+                if item.corrected is not None:
+                    self.rest.upload_stream(*_headed_stream(item.corrected))
+                elif item.dataset is not None:
                     buffer = BytesIO()
                     item.dataset.save_as(buffer, enforce_file_format=True)
                     self.rest.upload_bytes(buffer.getvalue())
@@ -286,11 +296,32 @@ class ForwardWorker:
             if plan is None:
                 continue
             try:
-                item.dataset = coerced_dataset(item.path, plan)
+                # The header re-encoded, the rest sent from the file; the whole file
+                # decoded and encoded only where that shortcut declines.
+                item.corrected = corrected_file(item.path, plan)
+                if item.corrected is None:
+                    item.dataset = coerced_dataset(item.path, plan)
             except Exception as exc:  # an unreadable stored file: report, do not send raw
                 failures.append((item.job_id, f"coercion failed: {type(exc).__name__}"))
                 items.remove(item)
         return failures
+
+
+def _headed_stream(headed: HeadedFile) -> tuple[Iterator[bytes], int]:
+    """A corrected instance as a DICOM file for a REST upload: the stored File Meta, the
+    corrected head, the file's tail, read in pieces; and its length."""
+    size = headed.path.stat().st_size
+    length = headed.dataset_offset + len(headed.head) + size - headed.tail_offset
+
+    def pieces() -> Iterator[bytes]:
+        with open(headed.path, "rb") as f:
+            yield f.read(headed.dataset_offset)
+            yield headed.head
+            f.seek(headed.tail_offset)
+            while chunk := f.read(UPLOAD_PIECE):
+                yield chunk
+
+    return pieces(), length
 
 
 def _items(

@@ -8,6 +8,7 @@ Only calls present in Orthanc 1.10.1 are used: ``POST /instances`` (its answer's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,16 @@ class OrthancClient:
         return result
 
     def upload(self, path: Path) -> str:
-        """Store one DICOM file; returns Orthanc's instance id."""
-        return self.upload_bytes(path.read_bytes())
+        """Store one DICOM file (read in pieces, not held whole); returns Orthanc's id."""
+        with open(path, "rb") as f:
+            return self.upload_stream(iter(lambda: f.read(1 << 20), b""), path.stat().st_size)
+
+    def upload_stream(self, pieces: Iterator[bytes], length: int) -> str:
+        """Store one DICOM file of ``length`` bytes given in pieces (sent as they come,
+        with a Content-Length: no chunked encoding); returns Orthanc's instance id."""
+        headers = {"Content-Type": "application/dicom", "Content-Length": str(length)}
+        result = self._call("POST", "/instances", content=pieces, headers=headers)
+        return str(result.get("ID", "")) if isinstance(result, dict) else ""
 
     def upload_bytes(self, data: bytes) -> str:
         return self.store(data)[0]
