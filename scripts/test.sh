@@ -10,9 +10,10 @@ scripts/bootstrap.sh test
 .venv/bin/mypy gateway dicom_nodes hl7 pricing_norms
 .venv/bin/pytest -p no:cacheprovider "$@"
 if [ $# -eq 0 ]; then
-  # The DICOM receive, forward and state-machine tests once more on stock pynetdicom
+  # The DICOM receive, forward (corrected too) and state-machine tests on stock pynetdicom
   # (dicom.fast_path = false, docs/decisions.md): the fallback must keep working, not only
   # exist. SQLite variants only: the database is the same code on both paths.
   RISGATE_DICOM__FAST_PATH=false .venv/bin/pytest -p no:cacheprovider -q -k "not postgresql" \
-    tests/test_dicom_receive.py tests/test_forward.py tests/test_dicom_state_machine.py
+    tests/test_dicom_receive.py tests/test_forward.py tests/test_dicom_state_machine.py \
+    tests/test_coerce_stream_orthanc.py
 fi
