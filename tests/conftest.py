@@ -122,3 +122,20 @@ def orthanc(tmp_path: Path) -> Iterator[LocalOrthanc]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pacs(tmp_path: Path) -> Iterator[LocalOrthanc]:
+    """A real Orthanc keeping the first copy of a re-sent instance (``OverwriteInstances``
+    off), as a hospital's PACS may be set up: corrections must not rely on overwriting."""
+    server = LocalOrthanc(
+        OrthancConfig(
+            work_dir=tmp_path / "pacs",
+            http_port=free_port(),
+            dicom_port=free_port(),
+            extra={"OverwriteInstances": False},
+        )
+    )
+    server.start()
+    yield server
+    server.stop()

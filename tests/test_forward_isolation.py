@@ -36,7 +36,7 @@ from gateway.receive import Outcome
 from gateway.service import Service
 from gateway.settings import load_settings
 from tests.support.ctgen import make_ct_study
-from tests.support.destination import destination_for
+from tests.support.destination import destination_for, orthanc_sop_uids
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 from tests.support.wait import wait_until
@@ -105,16 +105,9 @@ def stored_path(service: Service, path: Path) -> Path:
 
 
 def orthanc_sops(orthanc: LocalOrthanc, study_uid: str) -> set[str]:
+    """``orthanc_sop_uids``, or empty while Orthanc does not answer."""
     try:
-        with orthanc.client() as c:
-            found = c.post("/tools/lookup", content=study_uid).json()
-            ids = [f["ID"] for f in found if f["Type"] == "Study"]
-            if not ids:
-                return set()
-            return {
-                i["MainDicomTags"]["SOPInstanceUID"]
-                for i in c.get(f"/studies/{ids[0]}/instances").json()
-            }
+        return orthanc_sop_uids(orthanc, study_uid)
     except httpx.HTTPError:
         return set()
 

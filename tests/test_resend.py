@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,36 +20,19 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, update
 
-from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from gateway.local_orthanc import LocalOrthanc
 from gateway.models import Job, JobState, utcnow
 from tests.fixtures.orders.helpers import ack_code, adt, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
-from tests.support.net import free_port
 from tests.support.pacs_objects import encoded, key_object_selection, text_report
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
 TODAY = date.today().strftime("%Y%m%d")
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[LocalOrthanc]:
-    """Orthanc keeping the first copy of a re-sent instance (``OverwriteInstances`` off)."""
-    server = LocalOrthanc(
-        OrthancConfig(
-            work_dir=tmp_path / "pacs",
-            http_port=free_port(),
-            dicom_port=free_port(),
-            extra={"OverwriteInstances": False},
-        )
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def _gateway(gateway_factory: type, pacs: LocalOrthanc) -> GatewayProcess:

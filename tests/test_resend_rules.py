@@ -18,7 +18,7 @@ from sqlalchemy import select
 from gateway import events, pacs_correct
 from gateway.coerce import CoercionPlan
 from gateway.db import Database
-from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from gateway.local_orthanc import LocalOrthanc
 from gateway.models import (
     ForwardState,
     Instance,
@@ -37,7 +37,6 @@ from gateway.settings import Settings
 from gateway.store import InstanceStore
 from gateway.verify import purge_verified
 from tests.support.ctgen import make_ct_study
-from tests.support.net import free_port
 from tests.support.pacs_objects import encoded, key_object_selection, text_report
 
 pytestmark = pytest.mark.integration
@@ -130,21 +129,6 @@ def test_a_purged_study_is_corrected_in_the_pacs_only(
         reprocess(session, study_pk, study_uid)
     assert _states(database, "forward") == [JobState.DONE]  # nothing local to send again
     assert _states(database, CORRECTION) == [JobState.PENDING]
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[LocalOrthanc]:
-    server = LocalOrthanc(
-        OrthancConfig(
-            work_dir=tmp_path / "pacs",
-            http_port=free_port(),
-            dicom_port=free_port(),
-            extra={"OverwriteInstances": False},
-        )
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 class _KilledAfterDelete(OrthancClient):
