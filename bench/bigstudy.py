@@ -32,7 +32,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from bench.common import RssSampler, emit, storescu_send
-from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.common import emit, storescu_send, wait_quiet
-from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess

@@ -28,7 +28,7 @@ from pydicom.data import get_testdata_file
 
 from bench.common import RssSampler, emit, storescu_send, wait_port
 from dicom_nodes.structure_check import check_file
-from gateway.local_orthanc import LocalOrthanc, OrthancConfig
+from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port

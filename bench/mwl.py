@@ -21,8 +21,8 @@ from sqlalchemy import insert
 
 from bench.common import STORESCU_ENV as FINDSCU_ENV
 from bench.common import emit
-from gateway.db import make_engine
-from gateway.migrate import upgrade
+from gateway.core.database import make_engine
+from gateway.core.migrate import upgrade
 from gateway.orders.models import (
     Order,
     OrderPatient,

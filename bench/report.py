@@ -194,8 +194,8 @@ def load_postgres(url: str, n: int, k: int) -> None:
 
 def _export_child(url: str, fmt: str, out: str, date_to: str) -> None:
     """Child process: one export through the API/CLI code path; prints its seconds."""
+    from gateway.core.database import Database, make_engine
     from gateway.costing.reports import ReportQuery, parse_day, write_report
-    from gateway.db import Database, make_engine
 
     db = Database(make_engine(url))
     query = ReportQuery(START, parse_day(date_to, "to"))
@@ -230,8 +230,8 @@ def _run_export(url: str, fmt: str, out: Path, date_to: date) -> tuple[int, floa
 
 
 def _bench(name: str, url: str, load: Any, args: argparse.Namespace, work: Path) -> None:
-    from gateway.db import make_engine
-    from gateway.migrate import upgrade
+    from gateway.core.database import make_engine
+    from gateway.core.migrate import upgrade
 
     engine = make_engine(url)
     upgrade(engine)

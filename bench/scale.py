@@ -8,7 +8,8 @@ Measured on each database state (SQLite and PostgreSQL):
 - the API: ``GET /api/studies`` first page, by patient and by a week's date range, p95 ms;
 - the worklist: ``findscu -W`` C-FIND for one station and today, p95 ms (request to final
   response, as in bench/mwl.py);
-- matching: ``gateway.reconcile.find_order`` per study (by accession, by study UID, by
+- matching: ``gateway.reconciliation.reconcile.find_order`` per study (by accession, by
+study UID, by
   patient + modality + date), p95 ms;
 - ingest while a client reads ``/api/studies`` ten times a second (full database only;
   its runs alternate with the plain ones).
@@ -39,10 +40,10 @@ from sqlalchemy import Engine, text
 
 from bench import mwl
 from bench.common import emit, storescu_send
-from gateway.db import Database, make_engine
-from gateway.instance_meta import InstanceMeta
-from gateway.migrate import upgrade
-from gateway.reconcile import find_order
+from gateway.core.database import Database, make_engine
+from gateway.core.migrate import upgrade
+from gateway.intake.instance_meta import InstanceMeta
+from gateway.reconciliation.reconcile import find_order
 from tests.support.ctgen import make_ct_study
 from tests.support.gateway_proc import DEFAULT_PEERS, GatewayProcess
 
@@ -268,7 +269,7 @@ def _match_p95(url: str, studies: int, orders: int) -> dict[str, float]:
                     study_date=today.strftime("%Y%m%d"),
                     modality="CT",
                 )
-                with db.session() as session:
+                with db.write_session() as session:
                     t = time.perf_counter()
                     find_order(session, meta, 0, 1)
                     times.append((time.perf_counter() - t) * 1000)

@@ -1,8 +1,10 @@
 """Storage Commitment Push Model SCP (PS3.4 J): N-ACTION in, N-EVENT-REPORT out.
 
 The N-ACTION handler decodes and validates the request (Transaction UID, Referenced SOP
-Sequence), stores it with its job (:mod:`gateway.commitment.record`) and only then answers
-success. The decision and the report are the ``commitment`` job's (:mod:`gateway.commitment
+Sequence), stores it with its job (:mod:`gateway.forwarding.commitment.record`) and only
+then answers
+success. The decision and the report are the ``commitment`` job's
+(:mod:`gateway.forwarding.commitment
 .process`); it calls :func:`send_event_report`, which opens a new association to the
 requesting AE (host and port from ``dicom.peers``) proposing the SCP role for Storage
 Commitment (SCP/SCU Role Selection), as PS3.4 J.3.3 asks of an SCP reporting on another
@@ -25,11 +27,11 @@ from pynetdicom.dimse_primitives import N_ACTION
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
+from dicom_nodes.identifiers import InvalidIdentifier, validate_uid
 from dicom_nodes.policy import _host_matches
-from gateway.commitment.record import Recorded, record_request
-from gateway.db import Database
-from gateway.identifiers import InvalidIdentifier, validate_uid
-from gateway.settings import DicomPeer, Settings
+from gateway.core.database import Database
+from gateway.core.settings import DicomPeer, Settings
+from gateway.forwarding.commitment.record import Recorded, record_request
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ class CommitmentSCP:
             log.error("storage commitment from %s refused: no port in dicom.peers", calling_ae)
             return _failure(STATUS_PROCESSING_FAILURE, "no port for this AE to report to"), None
         try:
-            with self.db.session() as session:
+            with self.db.write_session() as session:
                 outcome = record_request(
                     session,
                     transaction_uid,

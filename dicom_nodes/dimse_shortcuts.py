@@ -12,7 +12,7 @@ Profiled with py-spy on the gateway's processes (0.5 MB CT instances, one associ
   on a DIMSE primitive is checked again by pynetdicom, also only to log a warning (the
   check that could refuse it is already replaced: the DICOM node accepts any UID in a
   command and answers a failure status itself). The gateway validates the UIDs it uses
-  (``gateway.identifiers``), so pynetdicom's check is off, and pydicom's while the
+  (``dicom_nodes.identifiers``), so pynetdicom's check is off, and pydicom's while the
   receive path reads a header (:func:`dicom_nodes.fast_path.relaxed_reading`);
 * for each C-STORE response (receiving) and request (forwarding), pynetdicom builds the
   command set as a pydicom dataset and encodes it: ~290 us per instance.

@@ -126,7 +126,7 @@ def relaxed_reading() -> Iterator[None]:
 
     pydicom's setting is process-wide, not per thread: it is off while at least one
     receive reads a header, and restored when the last one is done. Validation only
-    warns (the gateway validates the UIDs it uses itself, ``gateway.identifiers``)."""
+    warns (the gateway validates the UIDs it uses itself, ``dicom_nodes.identifiers``)."""
     global _relaxed, _saved_mode
     if not enabled():
         yield

@@ -21,7 +21,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
-from gateway.db import Database
+from gateway.core.database import Database
 from gateway.orders import mpps
 from gateway.orders.mpps import MppsResult, Outcome
 
@@ -85,7 +85,7 @@ class MppsSCP:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         try:
             attrs = event.attribute_list
-            with self.db.session() as session:
+            with self.db.write_session() as session:
                 result = mpps.create(
                     session, sop_uid, attrs, calling_ae, films=films_reported(attrs)
                 )
@@ -101,7 +101,7 @@ class MppsSCP:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         try:
             mods = event.modification_list
-            with self.db.session() as session:
+            with self.db.write_session() as session:
                 result = mpps.update(session, sop_uid, mods, films=films_reported(mods))
         except Exception as exc:
             log.error("MPPS N-SET failed (%s)", type(exc).__name__)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pynetdicom import AE
 
-from gateway.settings import DicomPeer, DicomSettings
+from gateway.core.settings import DicomPeer, DicomSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dicom_nodes.policy import AssociationPolicy, PolicyAE
 from dicom_nodes.storage import StorageSCP, storage_contexts
 from dicom_nodes.transport import FastAssociationServer, HandedConnectionServer
 from dicom_nodes.verification import handle_echo
-from gateway.receive import Receiver
-from gateway.settings import DicomSettings
+from gateway.core.settings import DicomSettings
+from gateway.intake.receive import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def start_dicom_server(
     port = settings.port
     ssl_context = None
     if tls:
-        from gateway.tls import dicom_server_context
+        from gateway.core.tls import dicom_server_context
 
         ssl_context = dicom_server_context(settings)
         if ssl_context is None or settings.tls_port is None:

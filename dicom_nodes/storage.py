@@ -40,7 +40,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts, Presentation
 
 from dicom_nodes.fast_path import relaxed_reading
 from dicom_nodes.structure_check import check_file
-from gateway.receive import Outcome, Receiver
+from gateway.intake.receive import Outcome, Receiver
 
 log = logging.getLogger(__name__)
 

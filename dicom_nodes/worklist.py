@@ -16,9 +16,9 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
 from dicom_nodes.policy import AssociationPolicy
-from gateway.db import Database
+from gateway.core.database import Database
+from gateway.core.settings import Settings
 from gateway.orders.worklist import WorklistQuery, find
-from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class WorklistSCP:
         )
         sent = 0
         try:
-            with self.db.sessions() as session:
+            with self.db.session_factory() as session:
                 items = list(find(session, query))
         except Exception as exc:
             log.error("worklist query failed (%s)", type(exc).__name__)

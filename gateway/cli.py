@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.core.settings import Settings, SettingsError, load_settings
 
 
 class Context:
@@ -51,8 +51,8 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def serve(obj: Context, roles: tuple[str, ...]) -> None:
     """Run the gateway."""
-    from gateway.runner import ROLES
-    from gateway.runner import serve as run
+    from gateway.process.runner import ROLES
+    from gateway.process.runner import serve as run
 
     run(obj.settings, list(roles) or list(ROLES))
 
@@ -63,9 +63,9 @@ def serve(obj: Context, roles: tuple[str, ...]) -> None:
 @click.pass_obj
 def dev(obj: Context, orthanc_http_port: int, orthanc_dicom_port: int) -> None:
     """Run a local Orthanc (in the data directory) and every role of the gateway."""
-    from gateway.local_orthanc import LocalOrthanc, OrthancConfig
-    from gateway.runner import ROLES
-    from gateway.runner import serve as run
+    from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
+    from gateway.process.runner import ROLES
+    from gateway.process.runner import serve as run
 
     settings = obj.settings
     password = secrets.token_urlsafe(16)
@@ -103,8 +103,8 @@ def dev(obj: Context, orthanc_http_port: int, orthanc_dicom_port: int) -> None:
 @click.pass_obj
 def migrate(obj: Context) -> None:
     """Apply database migrations."""
-    from gateway.db import Database
-    from gateway.migrate import upgrade
+    from gateway.core.database import Database
+    from gateway.core.migrate import upgrade
 
     db = Database.from_settings(obj.settings)
     upgrade(db.engine)
@@ -121,10 +121,10 @@ def forward() -> None:
 def forward_status(obj: Context) -> None:
     """Job counts by kind and state, and the dead jobs with their last error."""
     from gateway.api.queue import status
-    from gateway.db import Database
+    from gateway.core.database import Database
 
     db = Database.from_settings(obj.settings)
-    with db.sessions() as session:
+    with db.session_factory() as session:
         result = status(session)
     for kind, counts in sorted(result.counts.items()):
         click.echo(f"{kind:10} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
@@ -138,10 +138,10 @@ def forward_status(obj: Context) -> None:
 def forward_retry(obj: Context, ids: tuple[int, ...]) -> None:
     """Put dead jobs back in the queue."""
     from gateway.api.queue import retry_dead
-    from gateway.db import Database
+    from gateway.core.database import Database
 
     db = Database.from_settings(obj.settings)
-    with db.session() as session:
+    with db.write_session() as session:
         n = retry_dead(session, list(ids), None)
     click.echo(f"{n} jobs put back in the queue")
 
@@ -268,7 +268,7 @@ def backup_cmd(obj: Context, out: str) -> None:
     """Back up the database and the instance store into one tar (safe while running)."""
     from pathlib import Path
 
-    from gateway.backup import BackupError, backup
+    from gateway.operations.backup import BackupError, backup
 
     try:
         m = backup(obj.settings, Path(out))
@@ -289,7 +289,7 @@ def restore_cmd(obj: Context, archive: str, force: bool) -> None:
     """Restore a backup into the configured database and store (gateway stopped)."""
     from pathlib import Path
 
-    from gateway.backup import BackupError, restore
+    from gateway.operations.backup import BackupError, restore
 
     try:
         m = restore(obj.settings, Path(archive), force=force)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.db import Database, make_engine
-from gateway.local_orthanc import LocalOrthanc, OrthancConfig
-from gateway.migrate import upgrade
+from gateway.core.database import Database, make_engine
+from gateway.core.migrate import upgrade
+from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 from tests.support.postgres import PostgresCluster

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.scale import fill
-from gateway.db import Database
+from gateway.core.database import Database
 from tests.support.auth import authed_client
 from tests.support.costing import make_service
 

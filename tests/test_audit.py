@@ -10,9 +10,9 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from gateway import audit
 from gateway.cli import main
-from gateway.db import Database
+from gateway.core import audit
+from gateway.core.database import Database
 from tests.support.auth import authed_client
 from tests.support.costing import make_service
 from tests.support.gateway_proc import to_toml
@@ -21,7 +21,7 @@ from tests.support.gateway_proc import to_toml
 def _fill(database: Database, n: int) -> list[int]:
     ids = []
     for i in range(n):
-        with database.session() as session:
+        with database.write_session() as session:
             rec = audit.append(
                 session, "view.study", user=f"u{i}", role="radiologist", source="10.0.0.1",
                 object_type="study", object_id=f"1.2.{i}",
@@ -65,7 +65,7 @@ def test_deleted_record_detected(database: Database, db_url: str, tmp_path: Path
 def test_rehashed_record_still_breaks_the_chain(database: Database) -> None:
     """Recomputing the changed record's own hash does not help: the next link breaks."""
     ids = _fill(database, 4)
-    with database.session() as session:
+    with database.write_session() as session:
         rec = session.get(audit.AuditRecord, ids[1])
         assert rec is not None
         rec.object_id = "9.9.9"

@@ -17,11 +17,11 @@ from gateway.auth import accounts
 from gateway.auth.mask import mask_hl7
 from gateway.auth.models import ApiToken, User
 from gateway.cli import main
-from gateway.db import Database, make_engine
-from gateway.migrate import upgrade
-from gateway.models import utcnow
+from gateway.core.database import Database, make_engine
+from gateway.core.migrate import upgrade
+from gateway.core.models import utcnow
 from gateway.orders.models import HL7MessageRow
-from gateway.service import Service
+from gateway.process.context import ProcessContext
 from tests.support.auth import PASSWORD, user_token
 from tests.support.costing import make_service
 from tests.support.gateway_proc import to_toml
@@ -38,7 +38,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def service(db: Database, tmp_path: Path) -> Service:
+def service(db: Database, tmp_path: Path) -> ProcessContext:
     return make_service(db, tmp_path)
 
 
@@ -57,13 +57,13 @@ def login(client: TestClient, name: str, password: str = PASSWORD) -> TestClient
 
 def test_passwords_are_argon2_and_tokens_stored_hashed(db: Database) -> None:
     token = user_token(db, "alice", "radiologist")
-    with db.sessions() as session:
+    with db.session_factory() as session:
         user = session.scalar(select(User).where(User.name == "alice"))
         assert user is not None and user.password_hash.startswith("$argon2id$")
         assert PASSWORD not in user.password_hash
         stored = list(session.scalars(select(ApiToken.token_hash)))
     assert token not in stored and accounts.digest(token) in stored
-    with db.session() as session:
+    with db.write_session() as session:
         assert accounts.check_password(session, "alice", PASSWORD) is not None
         assert accounts.check_password(session, "alice", "wrong-password") is None
         assert accounts.check_password(session, "nobody", PASSWORD) is None
@@ -75,7 +75,7 @@ def test_passwords_are_argon2_and_tokens_stored_hashed(db: Database) -> None:
             accounts.create_user(session, "bad name/..", "billing", PASSWORD)
 
 
-def test_login_cookie_flags_csrf_and_logout(db: Database, service: Service) -> None:
+def test_login_cookie_flags_csrf_and_logout(db: Database, service: ProcessContext) -> None:
     user_token(db, "rad", "radiologist")
     client = TestClient(create_app(service))
     # without the login form's double-submit cookie the login is refused
@@ -108,7 +108,7 @@ def test_login_cookie_flags_csrf_and_logout(db: Database, service: Service) -> N
     assert client.get("/api/me").status_code == 401
 
 
-def test_secure_cookie_over_https_or_when_configured(db: Database, service: Service) -> None:
+def test_secure_cookie_over_https_or_when_configured(db: Database, service: ProcessContext) -> None:
     user_token(db, "rad", "radiologist")
     https = TestClient(create_app(service), base_url="https://gateway.local")
     login(https, "rad")
@@ -119,18 +119,18 @@ def test_secure_cookie_over_https_or_when_configured(db: Database, service: Serv
     assert "Secure" in page.headers["set-cookie"]
 
 
-def test_disabled_user_loses_sessions_and_tokens(db: Database, service: Service) -> None:
+def test_disabled_user_loses_sessions_and_tokens(db: Database, service: ProcessContext) -> None:
     token = user_token(db, "carol", "billing")
     client = login(TestClient(create_app(service)), "carol")
     assert client.get("/api/me").status_code == 200
-    with db.session() as session:
+    with db.write_session() as session:
         accounts.set_disabled(session, "carol")
     assert client.get("/api/me").status_code == 401
     api = TestClient(create_app(service))
     assert api.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
-def test_metrics_token(db: Database, service: Service) -> None:
+def test_metrics_token(db: Database, service: ProcessContext) -> None:
     service.settings.metrics.token = "scrape-secret"
     client = TestClient(create_app(service))
     assert client.get("/metrics").status_code == 401
@@ -143,12 +143,12 @@ def test_metrics_token(db: Database, service: Service) -> None:
     assert client.get("/metrics", headers=rad).status_code == 403
 
 
-def test_hl7_log_masked_for_billing(db: Database, service: Service) -> None:
+def test_hl7_log_masked_for_billing(db: Database, service: ProcessContext) -> None:
     raw = (
         "MSH|^~\\&|HIS|BV|RISGATE|BV|20261125080000||ORM^O01|C1|P|2.5\r"
         "PID|1||PID4711^^^BV^MR||NGUYỄN^VĂN AN||19850704|M\rORC|NW|P1\r"
     ).encode()
-    with db.session() as session:
+    with db.write_session() as session:
         session.add(
             HL7MessageRow(
                 received_at=utcnow(),
@@ -198,7 +198,7 @@ def test_users_cli(tmp_path: Path) -> None:
     assert re.search(r"bill1\s+billing\s+disabled", run(main, [*base, "list"]).output)
     assert run(main, [*base, "disable", "ghost"]).exit_code == 1
     db = Database(make_engine(db_url))
-    with db.session() as session:
+    with db.write_session() as session:
         assert accounts.check_password(session, "bill1", "pw-typed-1") is None  # disabled
         assert accounts.check_password(session, "root1", PASSWORD) is not None
     db.dispose()

@@ -14,8 +14,8 @@ from starlette.routing import Mount, Route
 from gateway.api.app import create_app
 from gateway.auth import policy
 from gateway.auth.models import Role
-from gateway.db import Database, make_engine
-from gateway.migrate import upgrade
+from gateway.core.database import Database, make_engine
+from gateway.core.migrate import upgrade
 from tests.support.auth import user_token
 from tests.support.costing import make_service
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from gateway.backup import BackupError, backup, restore
-from gateway.db import make_engine
-from gateway.settings import Settings
+from gateway.core.database import make_engine
+from gateway.core.settings import Settings
+from gateway.operations.backup import BackupError, backup, restore
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
 from tests.support.gateway_proc import GatewayProcess

@@ -18,14 +18,14 @@ from lxml import etree
 from sqlalchemy import select
 
 from gateway.cli import main
+from gateway.core.database import Database
+from gateway.core.models import Study, utcnow
+from gateway.core.settings import BillingSettings
 from gateway.costing.catalogue_store import store_catalogue
 from gateway.costing.recording import Mappers, record_cost
-from gateway.db import Database
-from gateway.models import Study, utcnow
 from gateway.orders.models import Order, OrderPatient, RequestedProcedure, Visit
-from gateway.reconcile_models import MatchState, StudyMatch
-from gateway.service import Service
-from gateway.settings import BillingSettings
+from gateway.process.context import ProcessContext
+from gateway.reconciliation.models import MatchState, StudyMatch
 from pricing_norms.catalogue import ILLUSTRATIVE_NOTE
 from pricing_norms.catalogue_io import load_csv_dir
 from pricing_norms.claims_schema import validate_document
@@ -44,7 +44,7 @@ BASE = "/api/reports/costs?from=2025-06-01&to=2025-06-30"
 def link_visit(database: Database, study_uid: str, visit_number: str) -> None:
     """The study matched (MATCHED) to an order of a visit with ``visit_number`` (PV1-19)."""
     now = utcnow()
-    with database.session() as session:
+    with database.write_session() as session:
         study = session.scalar(select(Study).where(Study.study_uid == study_uid))
         assert study is not None
         patient = OrderPatient(patient_id=f"HIS-{study.id}", created_at=now, updated_at=now)
@@ -64,9 +64,9 @@ def link_visit(database: Database, study_uid: str, visit_number: str) -> None:
                                rp_pk=rp.id, created_at=now, updated_at=now))  # fmt: skip
 
 
-def cost(service: Service, database: Database, *uids: str) -> None:
+def cost(service: ProcessContext, database: Database, *uids: str) -> None:
     mappers = Mappers.from_settings(service.settings.costing)
-    with database.session() as session:
+    with database.write_session() as session:
         for uid in uids:
             study = session.scalar(select(Study).where(Study.study_uid == uid))
             assert record_cost(session, study, mappers, reason="t", created_by="t").created
@@ -80,13 +80,13 @@ def import_official(database: Database, tmp_path: Path) -> None:
     sets.write_text(sets.read_text(encoding="utf-8").replace(",true\n", ",false\n"), "utf-8")
     catalogue = load_csv_dir(folder)
     assert not catalogue.has_illustrative
-    with database.session() as session:
+    with database.write_session() as session:
         store_catalogue(session, catalogue, file_name="official", digest="0" * 64,
                         imported_by="t")  # fmt: skip
 
 
 @pytest.fixture
-def service(database: Database, tmp_path: Path) -> Service:
+def service(database: Database, tmp_path: Path) -> ProcessContext:
     service = make_service(database, tmp_path, default_department="K01")
     service.settings.billing = BillingSettings.model_validate(
         {"machines": [
@@ -99,7 +99,7 @@ def service(database: Database, tmp_path: Path) -> Service:
     return service
 
 
-def test_empty_period_from_illustrative_catalogue_says_so(service: Service) -> None:
+def test_empty_period_from_illustrative_catalogue_says_so(service: ProcessContext) -> None:
     client = authed_client(service, "billing1", "billing")
     data = client.get(BASE + "&format=json").json()
     assert data == {"illustrative_note": ILLUSTRATIVE_NOTE, "rows": []}
@@ -110,7 +110,7 @@ def test_empty_period_from_illustrative_catalogue_says_so(service: Service) -> N
     assert refused.status_code == 409 and "ILLUSTRATIVE" in refused.json()["detail"]
 
 
-def test_ma_lk_from_visit_and_dated_ma_may(database: Database, service: Service) -> None:
+def test_ma_lk_from_visit_and_dated_ma_may(database: Database, service: ProcessContext) -> None:
     first = add_study(database, study_date="20250610", accession="ACC1")
     second = add_study(database, study_date="20250620", accession="ACC2")
     alone = add_study(database, study_date="20250621", accession="ACC3")
@@ -141,7 +141,7 @@ def test_ma_lk_from_visit_and_dated_ma_may(database: Database, service: Service)
 
 
 def test_official_catalogue_needs_no_flag(
-    database: Database, service: Service, tmp_path: Path
+    database: Database, service: ProcessContext, tmp_path: Path
 ) -> None:
     import_official(database, tmp_path)
     uid = add_study(database, study_date="20250610", accession="ACC1")
@@ -176,7 +176,7 @@ def test_file_breaking_the_schema_is_a_500_logged_without_value(
 
 
 def test_billing_totals_by_service_are_the_sums_of_rows(
-    database: Database, service: Service
+    database: Database, service: ProcessContext
 ) -> None:
     uids = [
         add_study(database, study_date=f"202506{d:02d}", accession=f"ACC{d}") for d in (3, 4, 5)

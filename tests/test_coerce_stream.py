@@ -1,4 +1,4 @@
-"""Streaming coercion (gateway/coerce_stream.py): the corrected head plus the file's
+"""Streaming coercion (gateway/reconciliation/coerce_stream.py): the corrected head plus the file's
 untouched tail decodes to exactly what the full re-encoding (``coerced_dataset`` then
 pynetdicom's encoding) produces, element for element; where it cannot, it declines.
 
@@ -33,8 +33,8 @@ from pydicom.uid import (
 )
 
 from dicom_nodes.dimse_shortcuts import FileSlice, HeadedFile, file_slices, sending_head
-from gateway.coerce import CoercionPlan, apply_plan
-from gateway.coerce_stream import corrected_file
+from gateway.reconciliation.coerce import CoercionPlan, apply_plan
+from gateway.reconciliation.coerce_stream import corrected_file
 
 pytestmark = pytest.mark.unit
 

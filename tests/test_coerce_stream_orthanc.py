@@ -14,7 +14,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from gateway.local_orthanc import LocalOrthanc
+from gateway.operations.local_orthanc import LocalOrthanc
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu

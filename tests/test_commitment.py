@@ -24,7 +24,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from gateway.local_orthanc import LocalOrthanc
+from gateway.operations.local_orthanc import LocalOrthanc
 from tests.fixtures.orders.helpers import ack_code, omi, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu

@@ -14,12 +14,12 @@ from pydicom.uid import CTImageStorage, MRImageStorage
 from sqlalchemy import select
 
 from dicom_nodes.commitment import RequestError, parse_request, report_address
-from gateway.commitment.models import CommitmentItem, CommitmentRequest
-from gateway.commitment.process import evaluate
-from gateway.commitment.record import Recorded, record_request
-from gateway.db import Database
-from gateway.models import Instance, Job, Patient, Series, Study, StudyForward, utcnow
-from gateway.settings import DicomPeer
+from gateway.core.database import Database
+from gateway.core.models import Instance, Job, Patient, Series, Study, StudyForward, utcnow
+from gateway.core.settings import DicomPeer
+from gateway.forwarding.commitment.models import CommitmentItem, CommitmentRequest
+from gateway.forwarding.commitment.process import evaluate
+from gateway.forwarding.commitment.record import Recorded, record_request
 
 ROOT = "1.2.826.0.1.3680043.10.998"
 
@@ -86,7 +86,7 @@ def test_committed_only_when_verified_everywhere_then_reasons_at_deadline(
     t0 = utcnow() - timedelta(minutes=5)
     after = t0 + timedelta(minutes=1)
     uid = {k: f"{ROOT}.9.{i}" for i, k in enumerate("abcdefg", start=1)}
-    with database.session() as s:
+    with database.write_session() as s:
         one = _study(s, 1, "STABLE")  # two destinations: verified in one, sent to the other
         a = _instance(s, one, uid["a"])
         _sent(s, a, "pacs", t0)
@@ -108,23 +108,23 @@ def test_committed_only_when_verified_everywhere_then_reasons_at_deadline(
         six = _study(s, 6, "STABLE")
         _instance(s, six, uid["f"])  # asked for as MR, stored as CT
     refs = [(CTImageStorage, uid[k]) for k in "abcdeg"] + [(MRImageStorage, uid["f"])]
-    with database.session() as s:
+    with database.write_session() as s:
         out = record_request(s, f"{ROOT}.100", "CTMOD", "127.0.0.1", refs + refs[:1], 60)
         assert out is Recorded.NEW
-    with database.session() as s:
+    with database.write_session() as s:
         assert record_request(s, f"{ROOT}.100", "CTMOD", "", refs, 60) is Recorded.REPEATED
         assert record_request(s, f"{ROOT}.100", "OTHER", "", refs, 60) is Recorded.CONFLICT
         jobs = list(s.scalars(select(Job.ref).where(Job.kind == "commitment")))
         assert jobs == [f"{ROOT}.100"]
 
     def states() -> dict[str, tuple[str, int | None]]:
-        with database.session() as s:
+        with database.write_session() as s:
             return {
                 i.sop_instance_uid: (i.state, i.failure_reason)
                 for i in s.scalars(select(CommitmentItem))
             }
 
-    with database.session() as s:
+    with database.write_session() as s:
         request = s.scalar(select(CommitmentRequest))
         assert request is not None and request.instances == 7
         assert evaluate(s, request, utcnow()) is False
@@ -135,7 +135,7 @@ def test_committed_only_when_verified_everywhere_then_reasons_at_deadline(
     for k in "bceg":
         assert got[uid[k]] == ("PENDING", None), k
 
-    with database.session() as s:
+    with database.write_session() as s:
         request = s.scalar(select(CommitmentRequest))
         assert request is not None
         assert evaluate(s, request, request.deadline_at) is True

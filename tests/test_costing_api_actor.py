@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.db import Database
+from gateway.core.database import Database
 from pricing_norms.example import EXAMPLE_DATA_DIR
 from tests.support.auth import authed_client
 from tests.support.costing import add_study, import_example, make_service

@@ -24,7 +24,7 @@ from lxml import etree
 from openpyxl import load_workbook
 
 from gateway.cli import main
-from gateway.local_orthanc import LocalOrthanc
+from gateway.operations.local_orthanc import LocalOrthanc
 from pricing_norms.claims import XML3_COLUMNS
 from pricing_norms.claims_schema import SCHEMA_PATH
 from tests.fixtures.orders.helpers import ack_code, orm, send_all

@@ -12,16 +12,16 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from sqlalchemy import insert, select
 
-import gateway.all_models  # noqa: F401  (the order tables, when the module exists)
+import gateway.core.all_models  # noqa: F401  (the order tables, when the module exists)
+from gateway.core.database import Database
+from gateway.core.models import Base, Instance, Series, Study, utcnow
 from gateway.costing.facts import facts_for_study
 from gateway.costing.recording import Mappers, record_cost
-from gateway.db import Database
-from gateway.models import Base, Instance, Series, Study, utcnow
 from tests.support.costing import CT_2024_FULL_COST, add_study, import_example, make_service
 
 
 def _study(database: Database, uid: str) -> tuple[int, str]:
-    with database.session() as session:
+    with database.write_session() as session:
         study = session.scalar(select(Study).where(Study.study_uid == uid))
         assert study is not None
         path = session.scalar(
@@ -36,7 +36,7 @@ def test_facts_from_index_and_file(database: Database, tmp_path: Path) -> None:
     service = make_service(database, tmp_path, rules=[], machine_by_serial={"SN-9": "CT02"})
     uid = add_study(database, study_date="", body_part="ABDOMEN", station="", instances=4)
     study_pk, rel = _study(database, uid)
-    with database.session() as session:
+    with database.write_session() as session:
         facts = facts_for_study(session, study_pk)
     assert (facts.modality, facts.body_part, facts.number_of_instances) == ("CT", "ABDOMEN", 4)
     assert facts.study_date == utcnow().date()  # no Study Date: the day it was received
@@ -55,7 +55,7 @@ def test_facts_from_index_and_file(database: Database, tmp_path: Path) -> None:
     target = service.store.absolute(rel)
     target.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(target, enforce_file_format=True)
-    with database.session() as session:
+    with database.write_session() as session:
         facts = facts_for_study(session, study_pk, store=service.store)
     assert facts.contrast_volume_ml == Decimal(80) and facts.has_contrast
     assert facts.device_serial == "SN-9"
@@ -63,7 +63,7 @@ def test_facts_from_index_and_file(database: Database, tmp_path: Path) -> None:
     # the example rule "CT abdomen with contrast" now maps; 80 ml are billed separately
     import_example(database)
     mappers = Mappers.from_settings(service.settings.costing)
-    with database.session() as session:
+    with database.write_session() as session:
         study = session.get(Study, study_pk)
         outcome = record_cost(
             session, study, mappers, reason="t", created_by="t", store=service.store
@@ -80,7 +80,7 @@ def test_facts_from_index_and_file(database: Database, tmp_path: Path) -> None:
 def test_facts_from_order_by_accession(database: Database, tmp_path: Path) -> None:
     tables = Base.metadata.tables
     now = utcnow()
-    with database.session() as session:
+    with database.write_session() as session:
         patient = session.execute(
             insert(tables["order_patients"]).values(
                 patient_id="HIS1", created_at=now, updated_at=now
@@ -109,11 +109,11 @@ def test_facts_from_order_by_accession(database: Database, tmp_path: Path) -> No
     uid = add_study(database, accession="ACC-77", body_part="HEAD", study_date="20250310")
     service = make_service(database, tmp_path, rules=[])
     study_pk, _ = _study(database, uid)
-    with database.session() as session:
+    with database.write_session() as session:
         facts = facts_for_study(session, study_pk)
     assert (facts.procedure_code, facts.department) == ("CT-BUNG-CQ", "K19")
     import_example(database)
-    with database.session() as session:
+    with database.write_session() as session:
         outcome = record_cost(
             session,
             session.get(Study, study_pk),
@@ -130,7 +130,7 @@ def test_facts_from_order_by_accession(database: Database, tmp_path: Path) -> No
     # a study the modality sent without accession, linked to the order by a person
     linked = add_study(database, accession="", body_part="HEAD")
     linked_pk, _ = _study(database, linked)
-    with database.session() as session:
+    with database.write_session() as session:
         assert facts_for_study(session, linked_pk).procedure_code is None
         session.execute(
             insert(tables["study_matches"]).values(
@@ -138,6 +138,6 @@ def test_facts_from_order_by_accession(database: Database, tmp_path: Path) -> No
                 reason="", linked_by="billing1", created_at=now, updated_at=now,
             )
         )  # fmt: skip
-    with database.session() as session:
+    with database.write_session() as session:
         facts = facts_for_study(session, linked_pk)
     assert (facts.procedure_code, facts.department) == ("CT-BUNG-CQ", "K19")

@@ -21,14 +21,14 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from gateway import events
-from gateway.costing import jobs as costing_jobs
+from gateway.core import events
+from gateway.core.database import Database
+from gateway.core.models import Job, Study
+from gateway.costing import handlers as costing_jobs
 from gateway.costing.models import CostRecordDocument, CostRecordRow, UncostedStudy
 from gateway.costing.recording import Mappers, record_cost
-from gateway.db import Database
-from gateway.models import Job, Study
-from gateway.studies import mark_stable
-from gateway.worker import Worker
+from gateway.intake.stability import mark_stable
+from gateway.process.worker import Worker
 from pricing_norms.costing import CostRecord
 from tests.support.costing import (
     CT_2024_FULL_COST,
@@ -40,7 +40,7 @@ from tests.support.costing import (
 
 
 def _records(database: Database, uid: str) -> list[CostRecordRow]:
-    with database.session() as session:
+    with database.write_session() as session:
         return list(
             session.scalars(
                 select(CostRecordRow)
@@ -53,7 +53,7 @@ def _records(database: Database, uid: str) -> list[CostRecordRow]:
 def _run_cost_jobs(service) -> None:
     costing_jobs.install(service)
     try:
-        with service.db.session() as session:
+        with service.db.write_session() as session:
             mark_stable(session, 0.0)
         Worker(service).run_once()
     finally:
@@ -81,7 +81,7 @@ def test_stable_study_gets_hand_computed_cost(database: Database, tmp_path: Path
     assert (rec.price_bh, rec.margin_bh) == (663_400, 295_313)
     assert rec.norm_illustrative is True
     assert rec.created_by == "system:worker" and rec.reason == "study stable"
-    with database.session() as session:
+    with database.write_session() as session:
         doc = session.get(CostRecordDocument, rec.id)
         job = session.scalar(select(Job).where(Job.kind == "cost", Job.ref == uid))
     assert doc is not None and job is not None and job.state == "DONE"
@@ -96,13 +96,13 @@ def test_rerun_is_idempotent_and_recost_adds_revision(database: Database, tmp_pa
     uid = add_study(database)
     mappers = Mappers.from_settings(service.settings.costing)
     for _ in range(2):  # the job seen twice adds nothing the second time
-        with database.session() as session:
+        with database.write_session() as session:
             study = session.scalar(select(Study).where(Study.study_uid == uid))
             outcome = record_cost(session, study, mappers, reason="study stable", created_by="w")
     assert not outcome.created
     assert [r.revision for r in _records(database, uid)] == [1]
 
-    with database.session() as session:
+    with database.write_session() as session:
         study = session.scalar(select(Study).where(Study.study_uid == uid))
         outcome = record_cost(
             session, study, mappers, reason="wrong machine", created_by="billing", force=True
@@ -132,14 +132,14 @@ def test_unmapped_listed_then_costed_after_fix(database: Database, tmp_path: Pat
     service = make_service(database, tmp_path, rules=[])
     uid_nocat = add_study(database, modality="CT", body_part="ABDOMEN")
     _run_cost_jobs(service)  # no catalogue yet
-    with database.session() as session:
+    with database.write_session() as session:
         row = session.scalar(select(UncostedStudy).where(UncostedStudy.study_uid == uid_nocat))
     assert row is not None and row.kind == "NO_CATALOGUE"
 
     import_example(database)
     uid = add_study(database, modality="XA", body_part="HEART")
     _run_cost_jobs(service)
-    with database.session() as session:
+    with database.write_session() as session:
         row = session.scalar(select(UncostedStudy).where(UncostedStudy.study_uid == uid))
         assert session.scalar(select(func.count(CostRecordRow.id))) == 0
     assert row is not None and row.kind == "UNMAPPED_SERVICE"
@@ -151,7 +151,7 @@ def test_unmapped_listed_then_costed_after_fix(database: Database, tmp_path: Pat
             {"rule_id": "xa", "service_code": "18.0149.0040", "modality": "XA"}
         ], machine_by_station={"CT_32": "CT01"}).settings.costing
     )  # fmt: skip
-    with database.session() as session:
+    with database.write_session() as session:
         study = session.scalar(select(Study).where(Study.study_uid == uid))
         outcome = record_cost(session, study, fixed, reason="mapping added", created_by="b")
         row = session.scalar(select(UncostedStudy).where(UncostedStudy.study_uid == uid))
@@ -218,7 +218,7 @@ def test_filmless_department(database: Database, tmp_path: Path) -> None:
     [rec] = _records(database, uid)
     assert rec.department == "K02"
     assert (rec.vat_tu, rec.full_cost) == (166_000, CT_2024_FULL_COST - 60_000)
-    with database.session() as session:
+    with database.write_session() as session:
         doc = session.get(CostRecordDocument, rec.id)
     assert doc is not None
     record = CostRecord.from_json(doc.record_json)

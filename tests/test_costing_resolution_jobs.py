@@ -19,9 +19,12 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[
 from sqlalchemy import select
 
 from dicom_nodes.mpps import films_reported
-from gateway import events
 from gateway.cli import main
-from gateway.costing import jobs as costing_jobs
+from gateway.core import events
+from gateway.core.database import Database
+from gateway.core.models import Job, Study, utcnow
+from gateway.core.settings import CostingSettings
+from gateway.costing import handlers as costing_jobs
 from gateway.costing.models import (
     CostRecordRow,
     MappingVersion,
@@ -29,11 +32,8 @@ from gateway.costing.models import (
     UncostedStudy,
 )
 from gateway.costing.recording import Mappers
-from gateway.db import Database
-from gateway.models import Job, Study, utcnow
-from gateway.settings import CostingSettings
-from gateway.studies import mark_stable
-from gateway.worker import Worker
+from gateway.intake.stability import mark_stable
+from gateway.process.worker import Worker
 from pricing_norms.mapping import StudyFacts
 from tests.fixtures.orders.helpers import ack_code, orm, send_all
 from tests.support.costing import add_study, import_example, make_service
@@ -48,7 +48,7 @@ FILM_PACS = Path(__file__).parent / "fixtures" / "pricing" / "film_pacs"  # ILLU
 def _worker_pass(service) -> None:  # type: ignore[no-untyped-def]
     costing_jobs.install(service)
     try:
-        with service.db.session() as session:
+        with service.db.write_session() as session:
             mark_stable(session, 0.0)
         Worker(service).run_once()
     finally:
@@ -57,7 +57,7 @@ def _worker_pass(service) -> None:  # type: ignore[no-untyped-def]
 
 
 def _open_uncosted(database: Database) -> dict[str, str]:
-    with database.session() as session:
+    with database.write_session() as session:
         rows = session.scalars(select(UncostedStudy).where(UncostedStudy.resolved_at.is_(None)))
         return {r.study_uid: r.kind for r in rows}
 
@@ -70,7 +70,7 @@ def test_mapping_change_costs_unmapped_studies_by_job(database: Database, tmp_pa
     uid = add_study(database, modality="XA", body_part="HEAD", station="XA_ROOM")
     _worker_pass(service)
     assert _open_uncosted(database) == {uid: "UNMAPPED_SERVICE"}
-    with database.session() as session:
+    with database.write_session() as session:
         assert len(list(session.scalars(select(MappingVersion)))) == 1
 
     # The site adds a rule and restarts: the worker notices the new mapping at its first
@@ -80,12 +80,12 @@ def test_mapping_change_costs_unmapped_studies_by_job(database: Database, tmp_pa
     ], machine_by_station={"XA_ROOM": "CT01"})  # fmt: skip
     changed.job_handlers.clear()
     _worker_pass(changed)
-    with database.session() as session:
+    with database.write_session() as session:
         [job] = session.scalars(select(Job).where(Job.kind == costing_jobs.RETRY_KIND))
         assert job.ref == uid
     _worker_pass(changed)
     assert _open_uncosted(database) == {}
-    with database.session() as session:
+    with database.write_session() as session:
         [rec] = session.scalars(select(CostRecordRow).where(CostRecordRow.study_uid == uid))
         assert len(list(session.scalars(select(MappingVersion)))) == 2
     assert (rec.service_code, rec.reason) == ("18.0149.0040", costing_jobs.RETRY_REASON)
@@ -94,7 +94,7 @@ def test_mapping_change_costs_unmapped_studies_by_job(database: Database, tmp_pa
     again = make_service(database, tmp_path, use_example_mapping=False, rules=[
         {"rule_id": "xa-head", "service_code": "18.0149.0040", "modality": "XA"}
     ], machine_by_station={"XA_ROOM": "CT01"})  # fmt: skip
-    with database.session() as session:
+    with database.write_session() as session:
         assert not costing_jobs.note_mapping(session, Mappers.from_settings(again.settings.costing))
 
 
@@ -283,7 +283,7 @@ def test_mpps_films_reach_the_facts_by_uid_or_accession(database: Database) -> N
     for event, kind in costing_jobs.SUBSCRIPTIONS:
         events.subscribe(event, kind)
     try:
-        with database.session() as session:
+        with database.write_session() as session:
             assert mpps.create(session, generate_uid(), _mpps_create(by_uid, ""), "CT",
                                films=2).outcome is mpps.Outcome.OK  # fmt: skip
             assert mpps.create(session, generate_uid(), _mpps_create("", "ACC-F2"), "CT",
@@ -293,7 +293,7 @@ def test_mpps_films_reach_the_facts_by_uid_or_accession(database: Database) -> N
     finally:
         for event, kind in costing_jobs.SUBSCRIPTIONS:
             events.unsubscribe(event, kind)
-    with database.session() as session:
+    with database.write_session() as session:
         pks = {s.study_uid: s.id for s in session.scalars(select(Study))}
         films = [
             facts_for_study(session, pks[u]).films_printed for u in (by_uid, by_accession, silent)

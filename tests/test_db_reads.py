@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.db import Database, is_sqlite
+from gateway.core.database import Database, is_sqlite
 
 
 def test_read_one_returns_committed_rows(database: Database) -> None:
     assert database.read_one("SELECT id FROM instances WHERE sop_instance_uid = ?", ["1.2"]) is None
-    with database.session() as session:
+    with database.write_session() as session:
         session.connection().exec_driver_sql(
             "INSERT INTO alembic_version (version_num) VALUES ('read-one-test')"
         )
@@ -49,7 +49,7 @@ def test_read_session_does_not_wait_for_a_writer(database: Database) -> None:
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    with database.session() as session:
+    with database.write_session() as session:
         session.execute(text("INSERT INTO alembic_version (version_num) VALUES ('committed')"))
     holding, release = threading.Event(), threading.Event()
 
@@ -58,7 +58,7 @@ def test_read_session_does_not_wait_for_a_writer(database: Database) -> None:
 
     def writer() -> None:
         try:
-            with database.session() as session:
+            with database.write_session() as session:
                 session.execute(
                     text("INSERT INTO alembic_version (version_num) VALUES ('pending')")
                 )

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from gateway.auth.policy import PUBLIC, RULES
-from gateway.settings import CONFIG_ENV, Settings, load_settings
+from gateway.core.settings import CONFIG_ENV, Settings, load_settings
 
 pytestmark = pytest.mark.unit
 

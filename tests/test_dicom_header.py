@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
-from gateway.dicom_header import WANTED, parse_header, read_header
+from gateway.intake.dicom_header import WANTED, parse_header, read_header
 from tests.support.ctgen import make_ct_study
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, _config
 from sqlalchemy import create_engine, select
 
-from gateway.models import Instance
+from gateway.core.models import Instance
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import PROPOSE_FLAG, echoscu, storescu, storescu_acknowledged
 from tests.support.gateway_proc import GatewayProcess

@@ -11,7 +11,7 @@ import pytest
 from pynetdicom import dimse_messages
 
 from dicom_nodes import fast_path
-from gateway.settings import load_settings
+from gateway.core.settings import load_settings
 
 pytestmark = pytest.mark.unit
 

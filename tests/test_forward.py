@@ -13,8 +13,8 @@ import pydicom
 import pytest
 from sqlalchemy import create_engine, select
 
-from gateway.local_orthanc import LocalOrthanc
-from gateway.models import Job
+from gateway.core.models import Job
+from gateway.operations.local_orthanc import LocalOrthanc
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu, storescu_acknowledged
 from tests.support.destination import destination_for, orthanc_sop_uids

@@ -29,12 +29,12 @@ import pydicom
 import pytest
 from sqlalchemy import create_engine, select
 
-from gateway.extensions import install_extensions
-from gateway.local_orthanc import LocalOrthanc, OrthancConfig
-from gateway.models import Job
-from gateway.receive import Outcome
-from gateway.service import Service
-from gateway.settings import load_settings
+from gateway.core.models import Job
+from gateway.core.settings import load_settings
+from gateway.intake.receive import Outcome
+from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
+from gateway.process.context import ProcessContext
+from gateway.process.wiring import install_pipeline
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for, orthanc_sop_uids
 from tests.support.gateway_proc import GatewayProcess
@@ -78,10 +78,10 @@ def without_series_uid(good: Path) -> bytes:
     return target.read_bytes()
 
 
-def store_through_service(gw: GatewayProcess, files: list[Path]) -> Service:
+def store_through_service(gw: GatewayProcess, files: list[Path]) -> ProcessContext:
     """Store ``files`` as the gateway would (index, forward jobs), before it starts."""
-    service = Service.create(load_settings(gw.config_path))
-    install_extensions(service)
+    service = ProcessContext.create(load_settings(gw.config_path))
+    install_pipeline(service)
     for path in files:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         tmp = service.store.tmp_dir / path.name
@@ -96,7 +96,7 @@ def store_through_service(gw: GatewayProcess, files: list[Path]) -> Service:
     return service
 
 
-def stored_path(service: Service, path: Path) -> Path:
+def stored_path(service: ProcessContext, path: Path) -> Path:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     relative = service.store.relative_path(
         str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)

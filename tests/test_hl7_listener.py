@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
-from gateway.db import Database
-from gateway.hl7_listener import HL7Handler, HL7Listener
+from gateway.core.database import Database
+from gateway.core.settings import Settings
+from gateway.orders.hl7_listener import HL7Handler, HL7Listener
 from gateway.orders.models import HL7MessageRow, Order, OrderPatient, ScheduledStep
-from gateway.settings import Settings
 from hl7.mllp import FrameDecoder, encode_frame
 from tests.fixtures.orders.helpers import ack_code, findscu, orm, send_all
 
@@ -76,7 +76,7 @@ class Client:
 
 
 def _counts(db: Database) -> tuple[int, int, int]:
-    with db.sessions() as s:
+    with db.session_factory() as s:
         return (
             s.scalar(select(func.count(OrderPatient.id))) or 0,
             s.scalar(select(func.count(Order.id))) or 0,
@@ -85,7 +85,7 @@ def _counts(db: Database) -> tuple[int, int, int]:
 
 
 def _messages(db: Database) -> list[HL7MessageRow]:
-    with db.sessions() as s:
+    with db.session_factory() as s:
         return list(s.scalars(select(HL7MessageRow).order_by(HL7MessageRow.id)))
 
 
@@ -156,7 +156,7 @@ def test_truncated_frame_and_repeated_control_id(database: Database, listener: H
 @pytest.mark.integration
 def test_store_failure_is_ae_and_nothing_stored(database: Database, tmp_path: Path) -> None:
     handler = HL7Handler(database, _settings(tmp_path))
-    with database.session() as s:
+    with database.write_session() as s:
         s.execute(text("DROP TABLE order_status_history"))
         s.execute(text("DROP TABLE hl7_messages"))
     ack = handler.handle(VALID, "127.0.0.1")
@@ -168,7 +168,7 @@ def test_store_failure_is_ae_and_nothing_stored(database: Database, tmp_path: Pa
 @pytest.mark.integration
 def test_oversize_store_failure_still_answers_ar(database: Database, tmp_path: Path) -> None:
     handler = HL7Handler(database, _settings(tmp_path))
-    with database.session() as s:
+    with database.write_session() as s:
         s.execute(text("DROP TABLE order_status_history"))
         s.execute(text("DROP TABLE hl7_messages"))
     ack = handler.handle_oversize(VALID[:1024], 5_000_000, "127.0.0.1")
@@ -179,18 +179,18 @@ def test_oversize_store_failure_still_answers_ar(database: Database, tmp_path: P
 @pytest.mark.integration
 def test_pinned_session_commits_rolls_back_and_recovers(database: Database) -> None:
     pinned = database.pinned()
-    with pinned.session() as s:
+    with pinned.write_session() as s:
         s.execute(text("CREATE TABLE pin_t (v INTEGER)"))
         s.execute(text("INSERT INTO pin_t VALUES (1)"))
-    with pytest.raises(RuntimeError), pinned.session() as s:
+    with pytest.raises(RuntimeError), pinned.write_session() as s:
         s.execute(text("INSERT INTO pin_t VALUES (2)"))
         raise RuntimeError("rolled back")
-    with pytest.raises(Exception), pinned.session() as s:  # noqa: B017 -- driver error
+    with pytest.raises(Exception), pinned.write_session() as s:  # noqa: B017 -- driver error
         s.execute(text("INSERT INTO no_such_table VALUES (3)"))
-    with pinned.session() as s:
+    with pinned.write_session() as s:
         s.execute(text("INSERT INTO pin_t VALUES (4)"))
     pinned.close()
-    with database.session() as s:
+    with database.write_session() as s:
         assert s.execute(text("SELECT v FROM pin_t ORDER BY v")).scalars().all() == [1, 4]
 
 

@@ -11,35 +11,35 @@ from typing import cast
 import pytest
 from sqlalchemy import select, text
 
-from gateway import jobs
-from gateway.db import Database
-from gateway.models import Job, JobState
-from gateway.service import Service
-from gateway.settings import Settings
-from gateway.worker import Worker
+from gateway.core import jobs
+from gateway.core.database import Database
+from gateway.core.models import Job, JobState
+from gateway.core.settings import Settings
+from gateway.process.context import ProcessContext
+from gateway.process.worker import Worker
 from tests.support.wait import wait_until
 
 
 def _fail_once(database: Database, max_attempts: int | None) -> Job:
-    with database.session() as session:
+    with database.write_session() as session:
         claimed = jobs.claim(session, ["verify"], lease_s=0)
         assert len(claimed) == 1
         jobs.fail(session, [claimed[0].id], "refused", max_attempts=max_attempts, cap_s=1e-6)
-    with database.session() as session:
+    with database.write_session() as session:
         job = session.scalars(select(Job)).one()
         session.expunge(job)
     return job
 
 
 def test_buried_after_max_attempts(database: Database) -> None:
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     states = [_fail_once(database, 3).state for _ in range(3)]
     assert states == [JobState.PENDING, JobState.PENDING, JobState.DEAD]
 
 
 def test_never_buried_without_a_limit(database: Database) -> None:
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     for _ in range(30):
         job = _fail_once(database, None)
@@ -58,52 +58,52 @@ def test_backoff_bounds() -> None:
 
 def test_bookkeeping_sessions_commit_like_durable_ones(database: Database) -> None:
     """``durable=False`` only skips waiting for the disk: the rows are committed alike."""
-    with database.session(durable=False) as session:
+    with database.write_session(durable=False) as session:
         jobs.enqueue(session, "forward", "7", "pacs")
-    with database.session(durable=False) as session:
+    with database.write_session(durable=False) as session:
         (claimed,) = jobs.claim(session, ["forward"], destination="pacs")
         assert claimed.ref == "7"
-    with database.session() as session:
+    with database.write_session() as session:
         job = session.scalars(select(Job)).one()
         assert (job.state, job.attempts) == (JobState.RUNNING, 1)
 
 
 def _state(database: Database) -> tuple[str, int]:
-    with database.sessions() as session:
+    with database.session_factory() as session:
         job = session.scalars(select(Job)).one()
         return job.state, job.attempts
 
 
 def _claim(database: Database) -> list[int]:
-    with database.session() as session:
+    with database.write_session() as session:
         return [c.id for c in jobs.claim(session, ["verify"])]
 
 
 def test_enqueue_while_running_runs_again_after_the_run(database: Database) -> None:
     """An event during a run is not lost: the job runs once more, then is DONE."""
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     (job_id,) = _claim(database)
-    with database.session() as session:  # the event arrives while the job runs
+    with database.write_session() as session:  # the event arrives while the job runs
         jobs.enqueue(session, "verify", "1.2.3")
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.finish(session, [job_id])
     assert _state(database) == (JobState.PENDING, 0)
     assert _claim(database) == [job_id]
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.finish(session, [job_id])
     assert _state(database) == (JobState.DONE, 1)
     assert _claim(database) == []
 
 
 def test_enqueue_while_pending_stays_one_run(database: Database) -> None:
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
         jobs.enqueue(session, "verify", "1.2.3")
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     (job_id,) = _claim(database)
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.finish(session, [job_id])
     assert _state(database) == (JobState.DONE, 1)
     assert _claim(database) == []
@@ -111,36 +111,36 @@ def test_enqueue_while_pending_stays_one_run(database: Database) -> None:
 
 def test_enqueue_while_running_survives_a_failed_last_attempt(database: Database) -> None:
     """The run fails for good, but an event came during it: a fresh run, not DEAD."""
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     (job_id,) = _claim(database)
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.fail(session, [job_id], "refused", max_attempts=1)
     assert _state(database) == (JobState.PENDING, 0)
     (again,) = _claim(database)
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.fail(session, [again], "refused", max_attempts=1)
     assert _state(database) == (JobState.DEAD, 1)
 
 
 def test_a_retried_or_released_run_covers_the_event(database: Database) -> None:
     """A retry or a release runs the job again anyway: no extra run after it."""
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     for give_back in ("fail", "release"):
         (job_id,) = _claim(database)
-        with database.session() as session:
+        with database.write_session() as session:
             jobs.enqueue(session, "verify", "1.2.3")
-        with database.session() as session:
+        with database.write_session() as session:
             if give_back == "fail":
                 jobs.fail(session, [job_id], "busy", max_attempts=None, cap_s=1e-6)
             else:
                 jobs.release(session, [job_id])
         assert _state(database)[0] == JobState.PENDING
     (job_id,) = _claim(database)
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.finish(session, [job_id])
     assert _state(database)[0] == JobState.DONE
     assert _claim(database) == []
@@ -169,16 +169,16 @@ def _wait_until_blocked(database: Database) -> None:
 def test_enqueue_between_a_claim_and_its_commit_runs_again(database: Database) -> None:
     """The race in one order: the claim's transaction is still open when the event comes
     (PostgreSQL: the enqueue waits for the claim's row lock, then sees RUNNING)."""
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     done = threading.Event()
 
     def event() -> None:
-        with database.session() as session:
+        with database.write_session() as session:
             jobs.enqueue(session, "verify", "1.2.3")
         done.set()
 
-    with database.session() as session:
+    with database.write_session() as session:
         (claimed,) = jobs.claim(session, ["verify"])
         thread = threading.Thread(target=event)
         thread.start()
@@ -186,7 +186,7 @@ def test_enqueue_between_a_claim_and_its_commit_runs_again(database: Database) -
         assert not done.is_set()
     thread.join(30)
     assert done.is_set()
-    with database.session() as session:
+    with database.write_session() as session:
         jobs.finish(session, [claimed.id])
     assert _claim(database) == [claimed.id]
 
@@ -198,21 +198,21 @@ def test_worker_handler_runs_again_for_an_event_during_its_run(
     seen: list[list[str]] = []
     events = ["first"]
 
-    def handler(service: Service, job_ids: list[int]) -> None:
+    def handler(service: ProcessContext, job_ids: list[int]) -> None:
         seen.append(list(events))
         if len(seen) == 1:  # an event arrives while the handler works
             events.append("during the run")
-            with database.session() as session:
+            with database.write_session() as session:
                 jobs.enqueue(session, "verify", "1.2.3")
-        with database.session() as session:
+        with database.write_session() as session:
             jobs.finish(session, job_ids)
 
     service = SimpleNamespace(
         settings=Settings(data_dir=tmp_path), db=database, periodic=[],
         job_handlers={"verify": handler},
     )  # fmt: skip
-    worker = Worker(cast(Service, service))
-    with database.session() as session:
+    worker = Worker(cast(ProcessContext, service))
+    with database.write_session() as session:
         jobs.enqueue(session, "verify", "1.2.3")
     while worker.run_once():
         assert len(seen) <= 2, "ran more than once for one event"

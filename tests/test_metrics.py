@@ -12,18 +12,18 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import jobs
 from gateway.api.app import create_app
-from gateway.models import utcnow
+from gateway.core import jobs
+from gateway.core.models import utcnow
+from gateway.core.settings import Settings
 from gateway.orders.models import HL7MessageRow
-from gateway.service import Service
-from gateway.settings import Settings
+from gateway.process.context import ProcessContext
 from tests.support.ctgen import make_ct_study
 
 
 @pytest.fixture
-def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service.create(
+def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
+    svc = ProcessContext.create(
         Settings(data_dir=tmp_path / "var", database={"url": db_url}, store={"fsync": False})
     )
     yield svc
@@ -38,7 +38,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def test_metrics_from_the_database(service: Service, tmp_path: Path) -> None:
+def test_metrics_from_the_database(service: ProcessContext, tmp_path: Path) -> None:
     _, paths = make_ct_study(tmp_path / "ct", 2, size=32)
     for path in paths:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -47,7 +47,7 @@ def test_metrics_from_the_database(service: Service, tmp_path: Path) -> None:
         service.receiver.receive(
             tmp, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID, calling_ae="A"
         )
-    with service.db.session() as session:
+    with service.db.write_session() as session:
         jobs.enqueue(session, "forward", "1", "pacs")
         jobs.enqueue(session, "forward", "2", "pacs")
         for cid, ack in (("C1", "AA"), ("C2", "AA"), ("C3", "AR")):

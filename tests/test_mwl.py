@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.identifiers import is_valid_uid
+from dicom_nodes.identifiers import is_valid_uid
 from tests.fixtures.orders.helpers import ack_code, adt, findscu, omi, orm, send_all
 from tests.support.gateway_proc import GatewayProcess
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from gateway.cli import main
-from gateway.db import Database
+from gateway.core.database import Database
 from pricing_norms.catalogue_io import export_xlsx
 from pricing_norms.example import EXAMPLE_DATA_DIR, load_example_catalogue
 from tests.support.auth import authed_client

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.hl7_listener import HL7Listener
-from gateway.service import Service
-from gateway.settings import Settings
+from gateway.core.settings import Settings
+from gateway.orders.hl7_listener import HL7Listener
+from gateway.process.context import ProcessContext
 from tests.fixtures.orders.helpers import orm
 from tests.support.auth import authed_client
 from tests.support.gateway_proc import to_toml
@@ -21,16 +21,16 @@ TODAY = date.today().strftime("%Y%m%d")
 
 
 @pytest.fixture
-def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
+def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
     settings = Settings(
         data_dir=tmp_path, database={"url": db_url}, hl7={"port": 0}, log={"level": "WARNING"}
     )
-    svc = Service.create(settings)
+    svc = ProcessContext.create(settings)
     yield svc
     svc.close()
 
 
-def test_cli_send_then_api(service: Service, tmp_path: Path) -> None:
+def test_cli_send_then_api(service: ProcessContext, tmp_path: Path) -> None:
     listener = HL7Listener(service.db, service.settings)
     listener.start()
     try:

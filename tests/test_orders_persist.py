@@ -12,9 +12,10 @@ from pydicom import Dataset
 from pydicom.sequence import Sequence
 from sqlalchemy import select, update
 
-from gateway.db import Database
-from gateway.hl7_listener import HL7Handler
-from gateway.models import utcnow
+from gateway.core.database import Database
+from gateway.core.models import utcnow
+from gateway.core.settings import Settings
+from gateway.orders.hl7_listener import HL7Handler
 from gateway.orders.models import (
     HL7MessageRow,
     Order,
@@ -25,7 +26,6 @@ from gateway.orders.models import (
     StatusChange,
 )
 from gateway.orders.worklist import WorklistQuery, find
-from gateway.settings import Settings
 from tests.fixtures.orders.helpers import ack_code, adt, omi, orm
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hl7"
@@ -48,7 +48,7 @@ def _send(handler: HL7Handler, *messages: bytes) -> list[str]:
 
 def _steps(db: Database) -> dict[str, tuple[str, str, str, str]]:
     """accession -> (status, modality, station AE, start date) of each step (last wins)."""
-    with db.sessions() as s:
+    with db.session_factory() as s:
         rows = s.execute(
             select(RequestedProcedure.accession_number, ScheduledStep).join(
                 ScheduledStep, ScheduledStep.rp_pk == RequestedProcedure.id
@@ -66,7 +66,7 @@ def _worklist(db: Database, **keys: str) -> list[Dataset]:
     for k, v in ({"ScheduledStationAETitle": "", "Modality": ""} | keys).items():
         setattr(sps, k, v)
     ident.ScheduledProcedureStepSequence = Sequence([sps])
-    with db.sessions() as s:
+    with db.session_factory() as s:
         return list(find(s, WorklistQuery(ident)))
 
 
@@ -74,7 +74,7 @@ def test_fixture_messages_identifiers_and_steps(handler: HL7Handler, database: D
     names = ["orm_o01_v23", "orm_o01_v25", "omi_o23_v251", "omg_o19_v251", "orm_o01_latin1"]
     codes = _send(handler, *[(FIXTURES / f"{n}.hl7").read_bytes() for n in names])
     assert codes == ["AA"] * 5
-    with database.sessions() as s:
+    with database.session_factory() as s:
         ids = {
             (r.identifier, r.type_code)
             for r in s.scalars(select(PatientIdentifierRow))
@@ -138,7 +138,7 @@ def test_status_controls(handler: HL7Handler, database: Database) -> None:
     steps = _steps(database)
     assert [steps[a][0] for a in ("SA1", "SA2", "SA3")] == ["STARTED", "DISCONTINUED", "CANCELED"]
     assert [str(i.AccessionNumber) for i in _worklist(database)] == ["SA1"]
-    with database.sessions() as s:
+    with database.session_factory() as s:
         history = s.scalars(select(StatusChange.source).order_by(StatusChange.id)).all()
     assert history == ["HL7 NW"] * 3 + ["HL7 SC", "HL7 DC", "HL7 CA"]
 
@@ -162,7 +162,7 @@ def test_merge_chain_repeat_and_cycle(handler: HL7Handler, database: Database) -
     # A new order for the merged identifier lands on the surviving patient.
     assert _send(handler, order("M-8", "PA")) == ["AA"]
     assert {str(i.PatientID) for i in _worklist(database)} == {"PC"}
-    with database.sessions() as s:
+    with database.session_factory() as s:
         rows = s.scalars(select(HL7MessageRow).where(HL7MessageRow.control_id == "M-7")).all()
         assert [(r.status, r.ack_code) for r in rows] == [("ERROR", "AE")]
         assert b"MRG" in rows[0].ack
@@ -184,14 +184,14 @@ def test_identifier_change(handler: HL7Handler, database: Database) -> None:
 def test_retention_purge(handler: HL7Handler, database: Database) -> None:
     assert _send(handler, adt("R-1", "A08", patient_id="R1", name="A^B")) == ["AA"]
     assert _send(handler, adt("R-2", "A08", patient_id="R1", name="A^C")) == ["AA"]
-    with database.session() as s:
+    with database.write_session() as s:
         s.execute(
             update(HL7MessageRow)
             .where(HL7MessageRow.control_id == "R-1")
             .values(received_at=utcnow() - timedelta(days=91))
         )
     assert handler.purge() == 1
-    with database.sessions() as s:
+    with database.session_factory() as s:
         assert s.scalars(select(HL7MessageRow.control_id)).all() == ["R-2"]
         assert s.scalar(select(OrderPatient.given_name)) == "C"
 
@@ -208,7 +208,7 @@ def test_omi_station_query(handler: HL7Handler, database: Database) -> None:
     assert [str(i.PatientName) for i in items] == ["LÊ^HOÀNG^MINH"]
     assert items[0].SpecificCharacterSet == "ISO_IR 192"
     assert _worklist(database, ScheduledStationAETitle="CT08") == []
-    with database.sessions() as s:
+    with database.session_factory() as s:
         assert s.scalar(select(Order.status)) == "SCHEDULED"
 
 
@@ -220,7 +220,7 @@ def test_response_holds_exactly_the_requested_keys(handler: HL7Handler, database
     code = Dataset()
     code.CodeValue = ""
     ident.RequestedProcedureCodeSequence = Sequence([code])
-    with database.sessions() as s:
+    with database.session_factory() as s:
         items = list(find(s, WorklistQuery(ident)))
     assert len(items) == 1
     item = items[0]
@@ -238,7 +238,7 @@ def test_response_holds_exactly_the_requested_keys(handler: HL7Handler, database
     ident.AccessionNumber = "ACC0001"
     ident.RequestedProcedureCodeSequence = Sequence([])
     ident.PatientName = ""
-    with database.sessions() as s:
+    with database.session_factory() as s:
         (item,) = find(s, WorklistQuery(ident))
     assert str(item.PatientName) == "NGUYỄN^VĂN AN"
     code_item = item.RequestedProcedureCodeSequence[0]

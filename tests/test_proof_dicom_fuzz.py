@@ -39,8 +39,8 @@ import pytest
 from pynetdicom import AE
 from sqlalchemy import create_engine, select
 
-from gateway.local_orthanc import LocalOrthanc
-from gateway.models import Instance, Job, JobState
+from gateway.core.models import Instance, Job, JobState
+from gateway.operations.local_orthanc import LocalOrthanc
 from tests.support import rawdicom as raw
 from tests.support.destination import destination_for
 from tests.support.dicomfuzz import VERIFICATION_CONTEXT, Case, DicomMutator, load_bases

@@ -24,7 +24,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from gateway.local_orthanc import LocalOrthanc
+from gateway.operations.local_orthanc import LocalOrthanc
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for, orthanc_sop_uids
 from tests.support.gateway_proc import GatewayProcess

@@ -21,7 +21,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, select
 
-from gateway.models import Instance
+from gateway.core.models import Instance
 from tests.support import rawdicom as raw
 from tests.support.dcmtk import echoscu, storescu
 from tests.support.gateway_proc import GatewayProcess

@@ -23,8 +23,8 @@ from pydicom.filewriter import write_file_meta_info
 from pynetdicom import AE, _config
 from sqlalchemy import create_engine, select
 
-from gateway.local_orthanc import LocalOrthanc
-from gateway.models import Instance, Job
+from gateway.core.models import Instance, Job
+from gateway.operations.local_orthanc import LocalOrthanc
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
-from gateway.local_orthanc import LocalOrthanc
-from gateway.reconcile_models import OutboundMessage
+from gateway.operations.local_orthanc import LocalOrthanc
+from gateway.reconciliation.models import OutboundMessage
 from tests.fixtures.orders.helpers import ack_code, adt, findscu, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu

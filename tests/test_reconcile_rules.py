@@ -11,12 +11,12 @@ from datetime import date
 import pytest
 from sqlalchemy.orm import Session
 
-from gateway.db import Database
-from gateway.instance_meta import InstanceMeta
-from gateway.models import Patient, Study, utcnow
+from gateway.core.database import Database
+from gateway.core.models import Patient, Study, utcnow
+from gateway.intake.instance_meta import InstanceMeta
 from gateway.orders.persist import Context, apply
-from gateway.reconcile import LinkError, find_order, link
-from gateway.reconcile_models import MatchState
+from gateway.reconciliation.models import MatchState
+from gateway.reconciliation.reconcile import LinkError, find_order, link
 from hl7.interpret import interpret
 from hl7.parse import parse
 from tests.fixtures.orders.helpers import orm
@@ -53,7 +53,7 @@ def _meta(uid: str, accession: str, patient_id: str = "TYPO") -> InstanceMeta:
 
 
 def test_match_by_accession_then_by_patient(database: Database) -> None:
-    with database.session() as session:
+    with database.write_session() as session:
         _order(session, 1)
         _order(session, 2)
         first = _study(session, "1.2.3.1")
@@ -67,7 +67,7 @@ def test_match_by_accession_then_by_patient(database: Database) -> None:
 
 
 def test_cancelled_order_is_flagged(database: Database) -> None:
-    with database.session() as session:
+    with database.write_session() as session:
         _order(session, 3)
         _order(session, 3, control="CA", accession="ACC3")
         pk = _study(session, "1.2.4.1")
@@ -77,7 +77,7 @@ def test_cancelled_order_is_flagged(database: Database) -> None:
 
 
 def test_second_study_for_one_accession_is_flagged(database: Database) -> None:
-    with database.session() as session:
+    with database.write_session() as session:
         _order(session, 4)
         first = _study(session, "1.2.5.1")
         assert link(session, "1.2.5.1", "ACC4", by="tester").state == MatchState.MATCHED
@@ -91,7 +91,7 @@ def test_second_study_for_one_accession_is_flagged(database: Database) -> None:
 
 
 def test_link_refuses_unknown_study_and_accession(database: Database) -> None:
-    with database.session() as session:
+    with database.write_session() as session:
         _order(session, 5)
         _study(session, "1.2.6.1")
         with pytest.raises(LinkError, match="study not found"):

@@ -16,10 +16,10 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from gateway.cli import main
+from gateway.core.database import Database
+from gateway.core.models import Study
 from gateway.costing.recording import Mappers, record_cost
 from gateway.costing.reports import ClaimOptions, ReportQuery, parse_day, write_report
-from gateway.db import Database
-from gateway.models import Study
 from pricing_norms.catalogue import ILLUSTRATIVE_NOTE
 from pricing_norms.machines import MachineCode, MachineCodes
 from tests.support.auth import authed_client
@@ -44,7 +44,7 @@ def costed(database: Database, tmp_path: Path) -> dict[str, str]:
         "outside": add_study(database, study_date="20250801"),
     }
     mappers = Mappers.from_settings(service.settings.costing)
-    with database.session() as session:
+    with database.write_session() as session:
         for uid in uids.values():
             study = session.scalar(select(Study).where(Study.study_uid == uid))
             assert record_cost(session, study, mappers, reason="t", created_by="t").created

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.core.database import Database
+from gateway.core.models import Study
 from gateway.costing import reports
 from gateway.costing.recording import Mappers, record_cost
 from gateway.costing.reports import ReportError, ReportQuery, parse_day, write_report
-from gateway.db import Database
-from gateway.models import Study
 from tests.support.costing import add_study, import_example, make_service
 
 
@@ -24,7 +24,7 @@ def test_xlsx_longer_than_a_sheet_refused(
     mappers = Mappers.from_settings(service.settings.costing)
     for day in ("20250601", "20250602", "20250603"):
         uid = add_study(database, study_date=day)
-        with database.session() as session:
+        with database.write_session() as session:
             study = session.query(Study).filter_by(study_uid=uid).one()
             record_cost(session, study, mappers, reason="t", created_by="t")
     monkeypatch.setattr(reports, "XLSX_MAX_ROWS", 2)

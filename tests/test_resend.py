@@ -20,8 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, update
 
-from gateway.local_orthanc import LocalOrthanc
-from gateway.models import Job, JobState, utcnow
+from gateway.core.models import Job, JobState, utcnow
+from gateway.operations.local_orthanc import LocalOrthanc
 from tests.fixtures.orders.helpers import ack_code, adt, orm, send_all
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu

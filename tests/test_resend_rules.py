@@ -15,11 +15,10 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from gateway import events, pacs_correct
-from gateway.coerce import CoercionPlan
-from gateway.db import Database
-from gateway.local_orthanc import LocalOrthanc
-from gateway.models import (
+from gateway.core import events
+from gateway.core.database import Database
+from gateway.core.instance_store import InstanceStore
+from gateway.core.models import (
     ForwardState,
     Instance,
     Job,
@@ -30,12 +29,14 @@ from gateway.models import (
     StudyForward,
     utcnow,
 )
-from gateway.pacs_client import OrthancClient, PacsError
-from gateway.reconcile import CORRECTION, reprocess
-from gateway.service import Service
-from gateway.settings import Settings
-from gateway.store import InstanceStore
-from gateway.verify import purge_verified
+from gateway.core.settings import Settings
+from gateway.forwarding.pacs_client import OrthancClient, PacsError
+from gateway.forwarding.verify import purge_verified
+from gateway.operations.local_orthanc import LocalOrthanc
+from gateway.process.context import ProcessContext
+from gateway.reconciliation import pacs_correct
+from gateway.reconciliation.coerce import CoercionPlan
+from gateway.reconciliation.reconcile import CORRECTION, reprocess
 from tests.support.ctgen import make_ct_study
 from tests.support.pacs_objects import encoded, key_object_selection, text_report
 
@@ -64,7 +65,7 @@ def _verified_study(db: Database, store: InstanceStore, tmp_path: Path) -> tuple
     store.absolute(relative).parent.mkdir(parents=True)
     ct.rename(store.absolute(relative))
     old = utcnow() - timedelta(days=2)
-    with db.session() as session:
+    with db.write_session() as session:
         patient = Patient(patient_id=study_uid[-16:], updated_at=old)
         session.add(patient)
         session.flush()
@@ -89,14 +90,14 @@ def _verified_study(db: Database, store: InstanceStore, tmp_path: Path) -> tuple
         return study.id, study_uid
 
 
-def _service(database: Database, tmp_path: Path) -> tuple[Service, InstanceStore]:
+def _service(database: Database, tmp_path: Path) -> tuple[ProcessContext, InstanceStore]:
     settings = Settings(data_dir=tmp_path, forward={"retention_hours": 1})
     store = InstanceStore(tmp_path / "store", fsync=False)
-    return cast(Service, _Svc(database, settings, store)), store
+    return cast(ProcessContext, _Svc(database, settings, store)), store
 
 
 def _states(db: Database, kind: str) -> list[str]:
-    with db.sessions() as session:
+    with db.session_factory() as session:
         return list(session.scalars(select(Job.state).where(Job.kind == kind)))
 
 
@@ -106,7 +107,7 @@ def test_retention_keeps_a_study_whose_correction_is_pending(
     service, store = _service(database, tmp_path)
     pending_pk, pending_uid = _verified_study(database, store, tmp_path / "a")
     _, other_uid = _verified_study(database, store, tmp_path / "b")
-    with database.session() as session:
+    with database.write_session() as session:
         reprocess(session, pending_pk, pending_uid)
     assert _states(database, "forward").count(JobState.HELD) == 1
     assert _states(database, CORRECTION) == [JobState.PENDING]
@@ -114,7 +115,7 @@ def test_retention_keeps_a_study_whose_correction_is_pending(
     assert purge_verified(service) == 1  # only the study not being corrected
     assert (store.instances_dir / pending_uid).is_dir()
     assert not (store.instances_dir / other_uid).exists()
-    with database.sessions() as session:
+    with database.session_factory() as session:
         purged = dict(session.execute(select(Study.study_uid, Study.purged_at)).all())
     assert purged[pending_uid] is None and purged[other_uid] is not None
 
@@ -125,7 +126,7 @@ def test_a_purged_study_is_corrected_in_the_pacs_only(
     service, store = _service(database, tmp_path)
     study_pk, study_uid = _verified_study(database, store, tmp_path)
     assert purge_verified(service) == 1
-    with database.session() as session:
+    with database.write_session() as session:
         reprocess(session, study_pk, study_uid)
     assert _states(database, "forward") == [JobState.DONE]  # nothing local to send again
     assert _states(database, CORRECTION) == [JobState.PENDING]

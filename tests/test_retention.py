@@ -10,13 +10,13 @@ from typing import cast
 
 from sqlalchemy import func, select, update
 
-from gateway.db import Database
-from gateway.hl7_listener import HL7Handler
-from gateway.models import utcnow
+from gateway.core.database import Database
+from gateway.core.models import utcnow
+from gateway.core.settings import Settings
+from gateway.operations.retention import RetentionTask, install, purge_hl7_messages
+from gateway.orders.hl7_listener import HL7Handler
 from gateway.orders.models import HL7MessageRow, Order, StatusChange
-from gateway.retention import RetentionTask, install, purge_hl7_messages
-from gateway.service import Service
-from gateway.settings import Settings
+from gateway.process.context import ProcessContext
 from tests.fixtures.orders.helpers import ack_code, orm
 
 
@@ -39,16 +39,16 @@ def test_old_hl7_messages_purged_orders_kept(database: Database, tmp_path: Path)
     handler = HL7Handler(database, settings)
     for i in range(5):
         assert ack_code(handler.handle(_message(i), "127.0.0.1")) == "AA"
-    with database.session() as session:
+    with database.write_session() as session:
         old_ids = list(session.scalars(select(HL7MessageRow.id).order_by(HL7MessageRow.id)))[:3]
         session.execute(
             update(HL7MessageRow)
             .where(HL7MessageRow.id.in_(old_ids))
             .values(received_at=utcnow() - timedelta(days=31))
         )
-    service = cast(Service, _Svc(database, settings))
+    service = cast(ProcessContext, _Svc(database, settings))
     assert purge_hl7_messages(service, batch=2) == 3  # several batches
-    with database.session() as session:
+    with database.write_session() as session:
         assert session.scalar(select(func.count()).select_from(HL7MessageRow)) == 2
         assert session.scalar(select(func.count()).select_from(Order)) == 5
         linked = session.scalar(
@@ -62,18 +62,18 @@ def test_periodic_task_throttled_and_installed(database: Database, tmp_path: Pat
     settings = Settings(data_dir=tmp_path, hl7={"retention_days": 1})
     handler = HL7Handler(database, settings)
     assert ack_code(handler.handle(_message(9), "127.0.0.1")) == "AA"
-    with database.session() as session:
+    with database.write_session() as session:
         session.execute(update(HL7MessageRow).values(received_at=utcnow() - timedelta(days=2)))
     svc = _Svc(database, settings)
-    install(cast(Service, svc))
+    install(cast(ProcessContext, svc))
     task = svc.periodic[0]
     assert isinstance(task, RetentionTask)
-    assert task(cast(Service, svc)) == 0  # never counts as work: the worker may sleep
-    with database.session() as session:
+    assert task(cast(ProcessContext, svc)) == 0  # never counts as work: the worker may sleep
+    with database.write_session() as session:
         assert session.scalar(select(func.count()).select_from(HL7MessageRow)) == 0
     assert ack_code(handler.handle(_message(10), "127.0.0.1")) == "AA"
-    with database.session() as session:
+    with database.write_session() as session:
         session.execute(update(HL7MessageRow).values(received_at=utcnow() - timedelta(days=2)))
-    task(cast(Service, svc))  # within the interval: skipped
-    with database.session() as session:
+    task(cast(ProcessContext, svc))  # within the interval: skipped
+    with database.write_session() as session:
         assert session.scalar(select(func.count()).select_from(HL7MessageRow)) == 1

@@ -1,4 +1,5 @@
-"""Extraction of an untrusted tar on both branches of ``gateway.safe_tar``: with tarfile's
+"""Extraction of an untrusted tar on both branches of ``gateway.operations.safe_tar``: with
+tarfile's
 ``data`` filter (Python 3.11.4+) and with the explicit checks alone (3.11.0-3.11.3, forced
 here by hiding the filter). A hostile archive (absolute path, ``..``, links leaving the
 target, a device, a FIFO) is refused and writes nothing; ``risgate restore`` refuses it
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import safe_tar
-from gateway.backup import FORMAT, BackupError, restore
-from gateway.settings import Settings
+from gateway.core.settings import Settings
+from gateway.operations import safe_tar
+from gateway.operations.backup import FORMAT, BackupError, restore
 
 pytestmark = pytest.mark.unit
 

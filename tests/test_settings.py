@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from gateway.settings import DestinationSettings, Settings, SettingsError, load_settings
+from gateway.core.settings import DestinationSettings, Settings, SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
 

@@ -17,12 +17,13 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 from sqlalchemy import select
 
-from gateway import events, thumbnails
-from gateway.service import Service
-from gateway.settings import Settings
-from gateway.studies import mark_stable
-from gateway.thumbnails import Thumbnail, render
-from gateway.worker import Worker
+from gateway.core import events
+from gateway.core.settings import Settings
+from gateway.intake import thumbnails
+from gateway.intake.stability import mark_stable
+from gateway.intake.thumbnails import Thumbnail, render
+from gateway.process.context import ProcessContext
+from gateway.process.worker import Worker
 from tests.support.auth import authed_client
 from tests.support.ctgen import make_ct_study
 
@@ -76,16 +77,16 @@ def test_not_an_image() -> None:
 
 
 @pytest.fixture
-def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
+def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
     settings = Settings(data_dir=tmp_path / "var", database={"url": db_url}, store={"fsync": False})
-    svc = Service.create(settings)
+    svc = ProcessContext.create(settings)
     thumbnails.install(svc)
     yield svc
     events.unsubscribe(events.STUDY_STABLE, thumbnails.JOB_KIND)
     svc.close()
 
 
-def _receive(service: Service, path: Path) -> str:
+def _receive(service: ProcessContext, path: Path) -> str:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     tmp = service.store.tmp_dir / f"{ds.SOPInstanceUID}.tmp"
     shutil.copy(path, tmp)
@@ -96,16 +97,16 @@ def _receive(service: Service, path: Path) -> str:
     return str(ds.SeriesInstanceUID)
 
 
-def test_job_on_stable_then_route(service: Service, tmp_path: Path) -> None:
+def test_job_on_stable_then_route(service: ProcessContext, tmp_path: Path) -> None:
     _, ct_paths = make_ct_study(tmp_path / "ct", 3, size=64)
     ct_series = {_receive(service, p) for p in ct_paths}
     us_series = _receive(service, US_FILE)
     plan_series = _receive(service, RTPLAN_FILE)
-    with service.db.session() as session:
+    with service.db.write_session() as session:
         stable = mark_stable(session, 0)  # idle for no time at all: every study received so far
     assert len(stable) == 3
     Worker(service).run_once()
-    with service.db.sessions() as session:
+    with service.db.session_factory() as session:
         rows = {t.series_uid: t for t in session.scalars(select(Thumbnail))}
     [ct] = ct_series
     assert rows[ct].state == "OK" and rows[us_series].state == "OK"
@@ -123,6 +124,6 @@ def test_job_on_stable_then_route(service: Service, tmp_path: Path) -> None:
         p.unlink()
     us_study = str(pydicom.dcmread(US_FILE, stop_before_pixels=True).StudyInstanceUID)
     assert thumbnails.render_study(service, us_study) == {us_series: "FAILED"}
-    with service.db.sessions() as session:
+    with service.db.session_factory() as session:
         row = session.scalar(select(Thumbnail).where(Thumbnail.series_uid == us_series))
         assert row is not None and "purged" in row.reason

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.settings import Settings
-from gateway.tls import client_context, dicom_server_context, hl7_server_context
+from gateway.core.settings import Settings
+from gateway.core.tls import client_context, dicom_server_context, hl7_server_context
 from hl7.mllp import FrameDecoder, encode_frame
 from tests.fixtures.orders.helpers import ack_code, orm
 from tests.support.certs import CertSet, make_certs
@@ -290,8 +290,8 @@ def test_mllp_client_over_tls_as_the_notify_job_sends(tmp_path: Path) -> None:
     MLLPServer with a server context; an untrusted server is refused."""
     import asyncio
 
-    from gateway.settings import NotifySettings
-    from gateway.tls import notify_client_context, server_context
+    from gateway.core.settings import NotifySettings
+    from gateway.core.tls import notify_client_context, server_context
     from hl7 import mllp_client
     from hl7.mllp_server import MLLPServer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import load_settings
+from gateway.core.settings import load_settings
 
 pytestmark = pytest.mark.unit
 

@@ -13,9 +13,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from gateway.all_models import models
-from gateway.db import make_engine
-from gateway.migrate import alembic_config, upgrade
+from gateway.core.all_models import Base
+from gateway.core.database import make_engine
+from gateway.core.migrate import alembic_config, upgrade
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import storescu
 from tests.support.gateway_proc import GatewayProcess
@@ -122,7 +122,7 @@ def test_migrations_match_models(db_url: str) -> None:
     upgrade(engine, "heads")
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        diff = compare_metadata(ctx, models.Base.metadata)
+        diff = compare_metadata(ctx, Base.metadata)
     engine.dispose()
     assert diff == []
 
@@ -146,6 +146,6 @@ def test_every_step_reaches_heads(tmp_path: Path, start: str) -> None:
     upgrade(engine, "heads")  # idempotent
     assert _revisions(engine) == heads
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), models.Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []

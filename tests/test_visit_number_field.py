@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway.db import Database
-from gateway.hl7_listener import HL7Listener
+from gateway.core.database import Database
+from gateway.core.settings import Settings
+from gateway.orders.hl7_listener import HL7Listener
 from gateway.orders.models import Order, Visit
-from gateway.settings import Settings
 from hl7.inbound import receive
 from hl7.interpret import with_visit_number
 from hl7.mllp import FrameDecoder, encode_frame
@@ -71,7 +71,7 @@ def test_listener_stores_the_configured_visit_number(
         assert ack_code(_send(listener.port, _message("L1"))) == "AA"
     finally:
         listener.stop()
-    with database.session() as session:
+    with database.write_session() as session:
         number = session.scalar(
             select(Visit.visit_number).join(Order, Order.visit_pk == Visit.id)
             .where(Order.placer_number == "PLL1")

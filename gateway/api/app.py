@@ -1,4 +1,4 @@
-"""FastAPI application factory: one app per process, bound to that process's Service."""
+"""FastAPI application factory: one app per process, bound to that process's ProcessContext."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from gateway.api import hl7_messages, orders, queue, studies
-from gateway.service import Service
+from gateway.process.context import ProcessContext
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(service: ProcessContext) -> FastAPI:
     app = FastAPI(
         title="risgate",
         version="0.1.0",
@@ -19,7 +19,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
-        with service.db.session() as session:
+        with service.db.write_session() as session:
             session.execute(text("SELECT 1"))
         return {"status": "ok"}
 

@@ -16,8 +16,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from gateway.api.deps import get_service, get_session
-from gateway.audit import AuditRecord
-from gateway.service import Service
+from gateway.core.audit import AuditRecord
+from gateway.process.context import ProcessContext
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -115,7 +115,7 @@ COLUMNS = ["seq", "at", "user", "role", "source", "action", "object_type", "obje
 
 @router.get("/export")
 def export_audit(
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     filters: Annotated[AuditFilter, Depends()],
 ) -> StreamingResponse:
     """The filtered log as CSV (oldest first)."""
@@ -125,7 +125,7 @@ def export_audit(
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(COLUMNS)
-        with service.db.sessions() as session:
+        with service.db.session_factory() as session:
             for r in session.scalars(query):
                 o = _out(r).model_dump()
                 writer.writerow([o[c] if c != "at" else r.at.isoformat() for c in COLUMNS])

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dicom_nodes.identifiers import is_valid_uid
 from gateway.api.deps import get_session
-from gateway.commitment.models import CommitmentItem, CommitmentRequest
-from gateway.identifiers import is_valid_uid
+from gateway.forwarding.commitment.models import CommitmentItem, CommitmentRequest
 
 router = APIRouter(prefix="/api/commitments", tags=["storage commitment"])
 

@@ -12,7 +12,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dicom_nodes.identifiers import is_valid_uid
 from gateway.api.deps import get_service, get_session
+from gateway.core.models import Study, utcnow
 from gateway.costing.models import (
     CostRecordDocument,
     CostRecordRow,
@@ -20,9 +22,7 @@ from gateway.costing.models import (
     UncostedStudy,
 )
 from gateway.costing.recording import Mappers, record_cost
-from gateway.identifiers import is_valid_uid
-from gateway.models import Study, utcnow
-from gateway.service import Service
+from gateway.process.context import ProcessContext
 
 router = APIRouter(prefix="/api/costs", tags=["costs"])
 
@@ -133,14 +133,14 @@ def recost(
     study_uid: str,
     body: RecostRequest,
     request: Request,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     x_risgate_user: Annotated[str | None, Header(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Cost the study again with the current catalogue and mapping: always a new revision."""
     if not body.reason.strip():
         raise HTTPException(422, "reason is required")
     mappers = Mappers.from_settings(service.settings.costing)
-    with service.db.session() as session:
+    with service.db.write_session() as session:
         study = _study(session, study_uid)
         outcome = record_cost(
             session,
@@ -186,7 +186,7 @@ def set_inputs(
     study_uid: str,
     body: InputsRequest,
     request: Request,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     x_risgate_user: Annotated[str | None, Header(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Record "no film printed" (``filmless``: the PACS price applies) and/or the service
@@ -199,7 +199,7 @@ def set_inputs(
         raise HTTPException(422, "reason is required")
     user = actor(request, x_risgate_user)
     mappers = Mappers.from_settings(service.settings.costing)
-    with service.db.session() as session:
+    with service.db.write_session() as session:
         study = _study(session, study_uid)
         row = session.scalar(
             select(StudyBillingInput).where(StudyBillingInput.study_pk == study.id)

@@ -1,4 +1,4 @@
-"""Request dependencies: the process's :class:`Service` and a database session (read-write
+"""Request dependencies: the process's :class:`ProcessContext` and a database session (read-write
 or read-only)."""
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ from collections.abc import Iterator
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from gateway.service import Service
+from gateway.process.context import ProcessContext
 
 
-def get_service(request: Request) -> Service:
-    service: Service = request.app.state.service
+def get_service(request: Request) -> ProcessContext:
+    service: ProcessContext = request.app.state.service
     return service
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with get_service(request).db.session() as session:
+    with get_service(request).db.write_session() as session:
         yield session
 
 

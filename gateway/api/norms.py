@@ -21,9 +21,9 @@ from gateway.costing.catalogue_store import (
     parse_files,
     store_catalogue,
 )
-from gateway.costing.jobs import requeue_uncosted
+from gateway.costing.handlers import requeue_uncosted
 from gateway.costing.models import NormImport
-from gateway.service import Service
+from gateway.process.context import ProcessContext
 from pricing_norms.catalogue import CatalogueError
 from pricing_norms.money import decimal_text, to_decimal
 
@@ -100,7 +100,7 @@ def error_body(exc: CatalogueError) -> dict[str, Any]:
 @router.post("/import", status_code=201, response_model=None)
 async def import_catalogue(
     request: Request,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     files: Annotated[list[UploadFile], File(description="one .xlsx, one .zip, or the .csv files")],
     x_risgate_user: Annotated[str | None, Header(max_length=64)] = None,
 ) -> dict[str, Any] | JSONResponse:
@@ -118,7 +118,7 @@ async def import_catalogue(
     except CatalogueError as exc:
         return JSONResponse(error_body(exc), status_code=422)
     name = ", ".join(f.name for f in received)
-    with service.db.session() as session:
+    with service.db.write_session() as session:
         imp = store_catalogue(
             session,
             catalogue,

@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import jobs
 from gateway.api.deps import get_read_session, get_session
-from gateway.forward_dead import instances_of_jobs
-from gateway.models import Job, JobState
-from gateway.verify import requeue_verification
+from gateway.core import jobs
+from gateway.core.models import Job, JobState
+from gateway.forwarding.dead_jobs import instances_of_jobs
+from gateway.forwarding.verify import requeue_verification
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])
 

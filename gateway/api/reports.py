@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from gateway.api.deps import get_service
+from gateway.core.database import Database
 from gateway.costing.reports import (
     FORMATS,
     MEDIA_TYPES,
@@ -36,8 +37,7 @@ from gateway.costing.reports import (
     parse_group_by,
     write_report,
 )
-from gateway.db import Database
-from gateway.service import Service
+from gateway.process.context import ProcessContext
 from pricing_norms.claims_schema import ClaimValidationError
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def _stream(db: Database, query: ReportQuery, fmt: str) -> Iterator[bytes]:
 
 @router.get("/costs")
 def cost_report(
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     date_from: Annotated[str, Query(alias="from", description="first study date, YYYY-MM-DD")],
     date_to: Annotated[str, Query(alias="to", description="last study date, YYYY-MM-DD")],
     group_by: Annotated[str | None, Query(description=GROUP_HELP)] = None,

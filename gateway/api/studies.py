@@ -11,16 +11,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import reconcile
+from dicom_nodes.identifiers import InvalidIdentifier, is_valid_uid
 from gateway.api.deps import get_read_session, get_service, get_session
-from gateway.forward_dead import dead_in_study, retry_study
-from gateway.identifiers import InvalidIdentifier, is_valid_uid
-from gateway.models import ForwardState, Instance, Patient, Series, Study, StudyForward
-from gateway.notify import viewer_url
+from gateway.core.models import ForwardState, Instance, Patient, Series, Study, StudyForward
+from gateway.forwarding.dead_jobs import dead_in_study, retry_study
+from gateway.forwarding.pacs_client import PacsError
 from gateway.orders.models import RequestedProcedure
-from gateway.pacs_client import PacsError
-from gateway.reconcile_models import MatchState, StudyMatch
-from gateway.service import Service
+from gateway.process.context import ProcessContext
+from gateway.reconciliation import reconcile
+from gateway.reconciliation.models import MatchState, StudyMatch
+from gateway.results.notify import viewer_url
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
@@ -161,7 +161,7 @@ def list_studies(
 def get_study(
     study_uid: str,
     session: Annotated[Session, Depends(get_read_session)],
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
 ) -> StudyDetail:
     if not is_valid_uid(study_uid):
         raise HTTPException(422, "study_uid is not a valid DICOM UID")

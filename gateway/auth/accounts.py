@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gateway.auth.models import ApiToken, Role, User, WebSession
-from gateway.models import utcnow
+from gateway.core.models import utcnow
 
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
 # Verified against when the user does not exist, so timing does not reveal names.

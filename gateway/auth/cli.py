@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from gateway import audit
 from gateway.auth import accounts
 from gateway.auth.models import Role, User
-from gateway.db import Database
+from gateway.core import audit
+from gateway.core.database import Database
 
 
 def _db(ctx: click.Context) -> Database:
-    from gateway.migrate import upgrade
+    from gateway.core.migrate import upgrade
 
     db = Database.from_settings(ctx.obj.settings)
     upgrade(db.engine)
@@ -57,7 +57,7 @@ def create(
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     db = _db(ctx)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             user = accounts.create_user(session, name, role, password)
             token = accounts.create_token(session, user, "cli") if with_token else None
             audit.append(
@@ -84,7 +84,7 @@ def list_users(ctx: click.Context) -> None:
     from sqlalchemy import select
 
     db = _db(ctx)
-    with db.sessions() as session:
+    with db.session_factory() as session:
         for user in session.scalars(select(User).order_by(User.name)):
             state = "disabled" if user.disabled else "active"
             click.echo(f"{user.name:24} {user.role:12} {state}")
@@ -97,7 +97,7 @@ def disable(ctx: click.Context, name: str) -> None:
     """Disable a user: sessions end, tokens stop working."""
     db = _db(ctx)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             accounts.set_disabled(session, name, True)
             audit.append(
                 session,
@@ -120,7 +120,7 @@ def disable(ctx: click.Context, name: str) -> None:
 def token(ctx: click.Context, name: str, label: str) -> None:
     """Create an API token for a user and print it (only its hash is stored)."""
     db = _db(ctx)
-    with db.session() as session:
+    with db.write_session() as session:
         user = accounts.find_user(session, name)
         if user is None or user.disabled:
             click.echo(f"error: no active user {name}", err=True)

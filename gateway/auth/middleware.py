@@ -19,10 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount, Route, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import audit
 from gateway.auth import accounts, policy
 from gateway.auth.accounts import Principal
-from gateway.service import Service
+from gateway.core import audit
+from gateway.process.context import ProcessContext
 
 SESSION_COOKIE = "risgate_session"
 CSRF_HEADER = b"x-csrf-token"
@@ -57,7 +57,7 @@ def bearer(scope: Scope) -> str:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, service: Service, routes_app: Any) -> None:
+    def __init__(self, app: ASGIApp, service: ProcessContext, routes_app: Any) -> None:
         self.app = app
         self.service = service
         self.routes_app = routes_app  # the FastAPI app, whose router holds the routes
@@ -179,7 +179,7 @@ class AuthMiddleware:
         status: int,
     ) -> None:
         client = scope.get("client")
-        with self.service.db.session() as session:
+        with self.service.db.write_session() as session:
             audit.append(
                 session,
                 action,

@@ -95,7 +95,7 @@ def allows(rule: frozenset[str], role: str) -> bool:
     return role in rule
 
 
-# Routes whose every call is written to the audit log (gateway.audit), with the caller,
+# Routes whose every call is written to the audit log (gateway.core.audit), with the caller,
 # the source address, the route's path parameters as the object and the HTTP status as
 # the outcome: views of patient data, exports and changes. Add your route here too.
 AUDITED: dict[tuple[str, str], str] = {

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.core.models import utcnow
 from gateway.costing.models import (
     CatEquipment,
     CatNormLine,
@@ -33,7 +34,6 @@ from gateway.costing.models import (
     CatStaffRate,
     NormImport,
 )
-from gateway.models import utcnow
 from pricing_norms.catalogue import (
     CapacityUnit,
     Catalogue,

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import click
 
+from gateway.core.database import Database
+from gateway.core.migrate import upgrade
+from gateway.core.settings import Settings
 from gateway.costing.catalogue_store import (
     UploadedFile,
     checksum,
@@ -19,7 +22,7 @@ from gateway.costing.catalogue_store import (
     read_path,
     store_catalogue,
 )
-from gateway.costing.jobs import requeue_uncosted
+from gateway.costing.handlers import requeue_uncosted
 from gateway.costing.reports import (
     IllustrativeRefused,
     ReportError,
@@ -31,9 +34,6 @@ from gateway.costing.reports import (
     parse_group_by,
     write_report,
 )
-from gateway.db import Database
-from gateway.migrate import upgrade
-from gateway.settings import Settings
 from pricing_norms.catalogue import CatalogueError
 from pricing_norms.catalogue_io import export_csv_dir, export_xlsx
 from pricing_norms.claims_schema import ClaimValidationError
@@ -63,7 +63,7 @@ def import_catalogue(
     name = "example (pricing_norms/data)" if example else source.name
     db = _database(settings)
     try:
-        with db.session() as session:
+        with db.write_session() as session:
             imp = store_catalogue(
                 session,
                 catalogue,
@@ -86,7 +86,7 @@ def import_catalogue(
 def export_catalogue(settings: Settings, target: str) -> int:
     db = _database(settings)
     try:
-        with db.sessions() as session:
+        with db.session_factory() as session:
             current = load_current(session)
     finally:
         db.dispose()
@@ -167,10 +167,10 @@ def recost_period(
     """
     from sqlalchemy import select
 
+    from gateway.core.instance_store import InstanceStore
+    from gateway.core.models import Study
     from gateway.costing.models import CostRecordRow
     from gateway.costing.recording import Mappers, record_cost
-    from gateway.models import Study
-    from gateway.store import InstanceStore
 
     try:
         first, last = parse_day(date_from, "--from"), parse_day(date_to, "--to")
@@ -185,7 +185,7 @@ def recost_period(
     store = InstanceStore(settings.store_path, fsync=False)
     changed = 0
     try:
-        with db.sessions() as session:
+        with db.session_factory() as session:
             study_pks = list(
                 session.scalars(
                     select(CostRecordRow.study_pk)
@@ -195,7 +195,7 @@ def recost_period(
             )
         with click.progressbar(study_pks, label="recost") as bar:
             for study_pk in bar:
-                with db.session() as session:
+                with db.write_session() as session:
                     study = session.get(Study, study_pk)
                     if study is None:
                         continue

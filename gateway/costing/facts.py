@@ -21,10 +21,10 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from gateway.models import Instance, Series, Study
+from gateway.core.instance_store import InstanceStore
+from gateway.core.models import Instance, Series, Study
 from gateway.orders.models import MppsRecord, Order, RequestedProcedure, Visit
-from gateway.reconcile_models import MatchState, StudyMatch
-from gateway.store import InstanceStore
+from gateway.reconciliation.models import MatchState, StudyMatch
 from pricing_norms.mapping import StudyFacts
 
 log = logging.getLogger(__name__)

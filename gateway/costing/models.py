@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.models import Base
+from gateway.core.models import Base
 
 
 class NormImport(Base):

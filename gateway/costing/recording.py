@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.core.instance_store import InstanceStore
+from gateway.core.models import Study, utcnow
+from gateway.core.settings import CostingSettings
 from gateway.costing.catalogue_store import load_current
 from gateway.costing.facts import facts_for_study, performed_at_of
 from gateway.costing.models import (
@@ -26,9 +29,6 @@ from gateway.costing.models import (
     StudyBillingInput,
     UncostedStudy,
 )
-from gateway.models import Study, utcnow
-from gateway.settings import CostingSettings
-from gateway.store import InstanceStore
 from pricing_norms.catalogue import Component
 from pricing_norms.costing import CostingError, CostRecord, cost_study
 from pricing_norms.example import example_machine_mapper, example_service_mapper

@@ -22,11 +22,11 @@ from sqlalchemy import Engine, and_, create_engine, event, exists, func, null, s
 from sqlalchemy.orm import aliased
 from sqlalchemy.pool import NullPool
 
+from gateway.core.database import Database, is_sqlite
+from gateway.core.settings import BillingSettings
 from gateway.costing.models import CostRecordDocument, CostRecordRow, NormImport
-from gateway.db import Database, is_sqlite
 from gateway.orders.models import Order, RequestedProcedure, Visit
-from gateway.reconcile_models import MatchState, StudyMatch
-from gateway.settings import BillingSettings
+from gateway.reconciliation.models import MatchState, StudyMatch
 from pricing_norms.catalogue import ILLUSTRATIVE_NOTE
 from pricing_norms.claims import ClaimContext
 from pricing_norms.costing import CostRecord

@@ -2,7 +2,7 @@
 scheduled procedure steps, status history, the raw HL7 message store and MPPS records.
 
 These patients are the HIS's view (identifiers with their type codes, merges); the DICOM
-index (`gateway.models.Patient`) is what modalities sent. Steps carry denormalised start
+index (`gateway.core.models.Patient`) is what modalities sent. Steps carry denormalised start
 date/time, station AE and modality so the worklist query uses one index.
 """
 
@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.models import Base
+from gateway.core.models import Base
 
 
 class StepStatus:

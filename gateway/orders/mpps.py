@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import events
-from gateway.models import Study, utcnow
+from gateway.core import events
+from gateway.core.models import Study, utcnow
+from gateway.intake.stability import mark_complete_now
 from gateway.orders.models import (
     MppsRecord,
     Order,
@@ -27,7 +28,6 @@ from gateway.orders.models import (
     StatusChange,
     StepStatus,
 )
-from gateway.studies import mark_complete_now
 
 IN_PROGRESS = "IN PROGRESS"
 COMPLETED = "COMPLETED"

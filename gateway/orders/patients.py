@@ -3,12 +3,12 @@ merge (ADT^A40) and change an identifier (ADT^A47).
 
 Application errors raise :class:`hl7.HL7Error` (AE naming the field), so the caller
 rolls the whole message back and answers AE. Statements go through
-:class:`~gateway.fastsql.FastSQL` (the HL7 hot path).
+:class:`~gateway.core.fastsql.FastSQL` (the HL7 hot path).
 """
 
 from __future__ import annotations
 
-from gateway.fastsql import FastSQL
+from gateway.core.fastsql import FastSQL
 from hl7.errors import DUPLICATE_KEY_IDENTIFIER, HL7Error
 from hl7.model import PatientData, PatientIdentifier
 

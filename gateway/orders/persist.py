@@ -15,8 +15,8 @@ from datetime import datetime
 from pydicom.uid import generate_uid
 from sqlalchemy.orm import Session
 
-from gateway import events
-from gateway.fastsql import FastSQL
+from gateway.core import events
+from gateway.core.fastsql import FastSQL
 from gateway.orders.patients import _chain, _owners, change_identifier, merge, upsert_patient
 from hl7.errors import HL7Error
 from hl7.model import (

@@ -15,8 +15,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.middleware import AuthMiddleware
-from gateway.metrics import Metrics
-from gateway.service import Service
+from gateway.operations.metrics import Metrics
+from gateway.process.context import ProcessContext
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -29,7 +29,7 @@ class _Measured:
         await self.wrapped(scope, receive, send)
 
 
-def install(app: FastAPI, service: Service) -> None:
+def install(app: FastAPI, service: ProcessContext) -> None:
     from gateway.api import audit as audit_routes
     from gateway.api import users
     from gateway.web import previews, routes

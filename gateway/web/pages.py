@@ -9,9 +9,9 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.models import Instance, Job, JobState, Series, Study, StudyForward, utcnow
-from gateway.reconcile_models import MatchState, StudyMatch
-from gateway.thumbnails import Thumbnail
+from gateway.core.models import Instance, Job, JobState, Series, Study, StudyForward, utcnow
+from gateway.intake.thumbnails import Thumbnail
+from gateway.reconciliation.models import MatchState, StudyMatch
 
 
 @dataclass

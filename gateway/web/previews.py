@@ -9,11 +9,11 @@ from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dicom_nodes.identifiers import is_valid_uid
 from gateway.api.deps import get_service, get_session
-from gateway.identifiers import is_valid_uid
-from gateway.models import Study
-from gateway.service import Service
-from gateway.thumbnails import Thumbnail, ThumbState, thumbnail_dir
+from gateway.core.models import Study
+from gateway.intake.thumbnails import Thumbnail, ThumbState, thumbnail_dir
+from gateway.process.context import ProcessContext
 
 router = APIRouter(tags=["previews"])
 
@@ -24,7 +24,7 @@ router = APIRouter(tags=["previews"])
 )
 def series_thumbnail(
     series_uid: str,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     session: Annotated[Session, Depends(get_session)],
 ) -> FileResponse:
     """The series preview; 404 until rendered, 409 with the reason if it cannot be."""
@@ -47,7 +47,7 @@ def series_thumbnail(
 @router.get("/api/studies/{study_uid}/viewer", status_code=303, response_class=RedirectResponse)
 def open_viewer(
     study_uid: str,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     session: Annotated[Session, Depends(get_session)],
 ) -> RedirectResponse:
     """Open the study in the PACS viewer (``ui.viewer_url``); audited by the auth gate."""

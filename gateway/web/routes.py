@@ -19,15 +19,15 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import audit
 from gateway.api.deps import get_service, get_session
 from gateway.auth import accounts, policy
 from gateway.auth.accounts import Principal
 from gateway.auth.deps import current_principal
 from gateway.auth.middleware import SESSION_COOKIE
 from gateway.auth.models import Role
-from gateway.models import Study
-from gateway.service import Service
+from gateway.core import audit
+from gateway.core.models import Study
+from gateway.process.context import ProcessContext
 from gateway.web import i18n, pages
 from gateway.web.charts import bar_chart
 
@@ -121,7 +121,7 @@ def login_page(request: Request, next: str | None = None, failed: int = 0) -> HT
 @router.post("/login")
 def login(
     request: Request,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
     csrf_token: Annotated[str, Form(max_length=128)],
@@ -130,7 +130,7 @@ def login(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
         raise HTTPException(403, "missing or wrong CSRF token; reload the login page")
-    with service.db.session() as session:
+    with service.db.write_session() as session:
         user = accounts.check_password(session, username, password)
         created = (
             accounts.create_session(session, user, service.settings.auth.session_hours * 3600)
@@ -164,12 +164,12 @@ def login(
 @router.post("/logout")
 def logout(
     request: Request,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> JSONResponse:
     value = request.cookies.get(SESSION_COOKIE, "")
     if value:
-        with service.db.session() as session:
+        with service.db.write_session() as session:
             accounts.end_session(session, value)
     audit.record_request(request, "logout", "user", principal.name)
     response = JSONResponse({"redirect": "/login"})
@@ -302,7 +302,7 @@ def _role_may(role: str, method: str, path: str) -> bool:
 @router.get("/ui/billing", response_class=HTMLResponse)
 def billing_page(
     request: Request,
-    service: Annotated[Service, Depends(get_service)],
+    service: Annotated[ProcessContext, Depends(get_service)],
     session: Annotated[Session, Depends(get_session)],
     principal: Annotated[Principal, Depends(current_principal)],
     date_from: Annotated[str | None, Query(alias="from", max_length=10)] = None,

@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 from gateway.api.app import create_app
 from gateway.auth import accounts
 from gateway.auth.models import Role
-from gateway.db import Database
-from gateway.service import Service
+from gateway.core.database import Database
+from gateway.process.context import ProcessContext
 
 PASSWORD = "correct horse battery"
 
@@ -17,7 +17,7 @@ def user_token(
     db: Database, name: str, role: str = Role.ADMIN, password: str | None = PASSWORD
 ) -> str:
     """Create ``name`` if needed (with ``password``) and return a new API token for it."""
-    with db.session() as session:
+    with db.write_session() as session:
         user = accounts.find_user(session, name)
         if user is None:
             pw = password if role != Role.INTEGRATION or password else None
@@ -25,7 +25,9 @@ def user_token(
         return accounts.create_token(session, user, "test")
 
 
-def authed_client(service: Service, name: str = "admin", role: str = Role.ADMIN) -> TestClient:
+def authed_client(
+    service: ProcessContext, name: str = "admin", role: str = Role.ADMIN
+) -> TestClient:
     """A TestClient on the app of ``service`` that sends a bearer token of a ``role`` user."""
     client = TestClient(create_app(service))
     client.headers["Authorization"] = "Bearer " + user_token(service.db, name, role)

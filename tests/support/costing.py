@@ -1,4 +1,4 @@
-"""Helpers for the costing tests (no tests here): a Service on the test database, studies."""
+"""Helpers for the costing tests (no tests here): a ProcessContext on the test database, studies."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from gateway.core.database import Database
+from gateway.core.instance_store import InstanceStore
+from gateway.core.models import Instance, Patient, Series, Study, utcnow
+from gateway.core.settings import Settings
 from gateway.costing.catalogue_store import UploadedFile, checksum, read_path, store_catalogue
-from gateway.db import Database
-from gateway.models import Instance, Patient, Series, Study, utcnow
-from gateway.service import Service
-from gateway.settings import Settings
-from gateway.store import InstanceStore
+from gateway.process.context import ProcessContext
 from pricing_norms.example import EXAMPLE_DATA_DIR, load_example_catalogue
 
 _uids = count(1)
@@ -21,7 +21,7 @@ CT_2024_FULL_COST = 368_087
 CT_2025_FULL_COST = 341_776
 
 
-def make_service(database: Database, tmp_path: Path, **costing: Any) -> Service:
+def make_service(database: Database, tmp_path: Path, **costing: Any) -> ProcessContext:
     costing.setdefault("use_example_mapping", True)
     costing.setdefault(
         "rules",
@@ -30,12 +30,12 @@ def make_service(database: Database, tmp_path: Path, **costing: Any) -> Service:
     )  # fmt: skip
     settings = Settings(data_dir=tmp_path / "var", costing=costing)
     store = InstanceStore(tmp_path / "store", fsync=False)
-    return Service(settings, database, store, receiver=None)  # type: ignore[arg-type]
+    return ProcessContext(settings, database, store, receiver=None)  # type: ignore[arg-type]
 
 
 def import_example(database: Database, user: str = "tester") -> int:
     files: list[UploadedFile] = read_path(EXAMPLE_DATA_DIR)
-    with database.session() as session:
+    with database.write_session() as session:
         imp = store_catalogue(
             session,
             load_example_catalogue(),
@@ -59,7 +59,7 @@ def add_study(
     n = next(_uids)
     uid = f"1.2.826.0.1.3680043.10.999.{n}"
     now = utcnow()
-    with database.session() as session:
+    with database.write_session() as session:
         patient = Patient(patient_id=f"P{n}", issuer="", name="", updated_at=now)
         session.add(patient)
         session.flush()

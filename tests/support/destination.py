@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.local_orthanc import LocalOrthanc
+from gateway.operations.local_orthanc import LocalOrthanc
 
 
 def destination_for(orthanc: LocalOrthanc, **extra: object) -> dict[str, object]:

@@ -110,13 +110,13 @@ class GatewayProcess:
     def user_token(self, name: str, role: str, password: str | None = TEST_PASSWORD) -> str:
         """Create user ``name`` (migrating the database first) if needed; a new API token."""
         from gateway.auth import accounts
-        from gateway.db import Database, make_engine
-        from gateway.migrate import upgrade
+        from gateway.core.database import Database, make_engine
+        from gateway.core.migrate import upgrade
 
         db = Database(make_engine(self.db_url))
         try:
             upgrade(db.engine)
-            with db.session() as session:
+            with db.write_session() as session:
                 user = accounts.find_user(session, name)
                 if user is None:
                     user = accounts.create_user(session, name, role, password)

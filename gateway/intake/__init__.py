@@ -1,0 +1,2 @@
+"""Intake: a received DICOM instance checked, stored and indexed in one transaction; study
+stability; series previews."""

@@ -1,0 +1,88 @@
+"""Where the pipeline's parts plug into a process: job handlers, hooks, extra DIMSE services.
+
+Each later part (forwarding, HL7 orders, worklist, MPPS, costing) adds itself here, so
+``runner`` stays the same and a newcomer finds every wiring in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dicom_nodes.server import ServiceSpec
+from gateway.process.context import ProcessContext
+
+
+def install_pipeline(service: ProcessContext) -> None:
+    """Register job handlers and receive hooks on ``service``."""
+    from gateway.costing import handlers as costing_jobs
+
+    costing_jobs.install(service)
+    from gateway.intake import thumbnails
+
+    thumbnails.install(service)  # series previews on study.stable, off the receive path
+    from gateway.forwarding.commitment import process as commitment
+
+    commitment.install(service)
+    from gateway.forwarding import sender as forward
+    from gateway.forwarding import verify
+    from gateway.reconciliation import resend
+    from gateway.reconciliation.reconcile import Reconciler
+    from gateway.results import notify
+
+    # Receive hooks run in the indexing transaction, in this order: match the study to
+    # its order on its first instance, then queue the instance for its destinations.
+    reconciler = Reconciler(service.settings.reconcile)
+    service.receiver.hooks.append(reconciler.on_instance)
+    service.receiver.hooks.append(forward.enqueue_hook(service.settings, reconciler.holds))
+    verify.install(service)
+    resend.install(service)
+    notify.install(service)
+    from gateway.operations import retention
+
+    retention.install(service)  # HL7 message store past hl7.retention_days
+
+
+def start_forwarding(service: ProcessContext) -> Callable[[], None]:
+    """Start one forward sender per destination; returns their stop function."""
+    from gateway.core.database import is_sqlite
+    from gateway.core.procutil import STOP_WAIT_S
+    from gateway.forwarding.sender import ForwardWorker, release_stale_claims
+
+    if is_sqlite(service.db.engine):
+        # On SQLite one process owns the workers: claims left by a killed run end now.
+        with service.db.write_session() as session:
+            release_stale_claims(session)
+    workers = [ForwardWorker(service, d) for d in service.settings.forward.destinations]
+    for w in workers:
+        w.start()
+        service.receiver.on_stored.append(w.wake.set)
+
+    def stop() -> None:
+        for w in workers:
+            w.request_stop()
+        deadline = time.monotonic() + STOP_WAIT_S
+        for w in workers:
+            w.join(deadline)
+
+    return stop
+
+
+def dicom_services(service: ProcessContext) -> list[ServiceSpec]:
+    """Extra DIMSE services (worklist, MPPS, storage commitment) for the DICOM node."""
+    from dicom_nodes.commitment import CommitmentSCP
+    from dicom_nodes.mpps import MppsSCP
+    from dicom_nodes.worklist import WorklistSCP
+
+    return [
+        WorklistSCP(service.db, service.settings).spec(),
+        MppsSCP(service.db).spec(),
+        CommitmentSCP(service.db, service.settings).spec(),
+    ]
+
+
+def start_hl7(service: ProcessContext) -> Callable[[], None]:
+    """Start the MLLP listener; returns its stop function."""
+    from gateway.orders.hl7_listener import HL7Listener
+
+    return HL7Listener(service.db, service.settings).start()
