@@ -120,11 +120,11 @@ def forward() -> None:
 @click.pass_obj
 def forward_status(obj: Context) -> None:
     """Job counts by kind and state, and the dead jobs with their last error."""
-    from gateway.api.queue import status
     from gateway.core.database import Database
+    from gateway.operations.queue import status
 
     db = Database.from_settings(obj.settings)
-    with db.session_factory() as session:
+    with db.read_session() as session:
         result = status(session)
     for kind, counts in sorted(result.counts.items()):
         click.echo(f"{kind:10} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
@@ -137,8 +137,8 @@ def forward_status(obj: Context) -> None:
 @click.pass_obj
 def forward_retry(obj: Context, ids: tuple[int, ...]) -> None:
     """Put dead jobs back in the queue."""
-    from gateway.api.queue import retry_dead
     from gateway.core.database import Database
+    from gateway.operations.queue import retry_dead
 
     db = Database.from_settings(obj.settings)
     with db.write_session() as session:

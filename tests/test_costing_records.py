@@ -21,7 +21,6 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from gateway.core import events
 from gateway.core.database import Database
 from gateway.core.models import Job, Study
 from gateway.costing import handlers as costing_jobs
@@ -52,13 +51,9 @@ def _records(database: Database, uid: str) -> list[CostRecordRow]:
 
 def _run_cost_jobs(service) -> None:
     costing_jobs.install(service)
-    try:
-        with service.db.write_session() as session:
-            mark_stable(session, 0.0)
-        Worker(service).run_once()
-    finally:
-        for event, kind in costing_jobs.SUBSCRIPTIONS:
-            events.unsubscribe(event, kind)
+    with service.db.write_session() as session:
+        mark_stable(session, 0.0)
+    Worker(service).run_once()
 
 
 def test_stable_study_gets_hand_computed_cost(database: Database, tmp_path: Path) -> None:

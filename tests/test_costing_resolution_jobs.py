@@ -20,7 +20,6 @@ from sqlalchemy import select
 
 from dicom_nodes.mpps import films_reported
 from gateway.cli import main
-from gateway.core import events
 from gateway.core.database import Database
 from gateway.core.models import Job, Study, utcnow
 from gateway.core.settings import CostingSettings
@@ -47,13 +46,9 @@ FILM_PACS = Path(__file__).parent / "fixtures" / "pricing" / "film_pacs"  # ILLU
 
 def _worker_pass(service) -> None:  # type: ignore[no-untyped-def]
     costing_jobs.install(service)
-    try:
-        with service.db.write_session() as session:
-            mark_stable(session, 0.0)
-        Worker(service).run_once()
-    finally:
-        for event, kind in costing_jobs.SUBSCRIPTIONS:
-            events.unsubscribe(event, kind)
+    with service.db.write_session() as session:
+        mark_stable(session, 0.0)
+    Worker(service).run_once()
 
 
 def _open_uncosted(database: Database) -> dict[str, str]:
@@ -280,19 +275,13 @@ def test_mpps_films_reach_the_facts_by_uid_or_accession(database: Database) -> N
     by_uid = add_study(database, accession="ACC-F1")
     by_accession = add_study(database, accession="ACC-F2")
     silent = add_study(database, accession="ACC-F3")
-    for event, kind in costing_jobs.SUBSCRIPTIONS:
-        events.subscribe(event, kind)
-    try:
-        with database.write_session() as session:
-            assert mpps.create(session, generate_uid(), _mpps_create(by_uid, ""), "CT",
-                               films=2).outcome is mpps.Outcome.OK  # fmt: skip
-            assert mpps.create(session, generate_uid(), _mpps_create("", "ACC-F2"), "CT",
-                               films=0).outcome is mpps.Outcome.OK  # fmt: skip
-            assert mpps.create(session, generate_uid(), _mpps_create(silent, "ACC-F3"), "CT",
-                               films=None).outcome is mpps.Outcome.OK  # fmt: skip
-    finally:
-        for event, kind in costing_jobs.SUBSCRIPTIONS:
-            events.unsubscribe(event, kind)
+    with database.write_session() as session:
+        assert mpps.create(session, generate_uid(), _mpps_create(by_uid, ""), "CT",
+                           films=2).outcome is mpps.Outcome.OK  # fmt: skip
+        assert mpps.create(session, generate_uid(), _mpps_create("", "ACC-F2"), "CT",
+                           films=0).outcome is mpps.Outcome.OK  # fmt: skip
+        assert mpps.create(session, generate_uid(), _mpps_create(silent, "ACC-F3"), "CT",
+                           films=None).outcome is mpps.Outcome.OK  # fmt: skip
     with database.write_session() as session:
         pks = {s.study_uid: s.id for s in session.scalars(select(Study))}
         films = [

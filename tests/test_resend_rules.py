@@ -6,7 +6,6 @@ replaces it in one step (real Orthanc, ``OverwriteInstances`` off and on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import cast
@@ -15,7 +14,6 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from gateway.core import events
 from gateway.core.database import Database
 from gateway.core.instance_store import InstanceStore
 from gateway.core.models import (
@@ -48,13 +46,6 @@ class _Svc:
         self.db = db
         self.settings = settings
         self.store = store
-
-
-@pytest.fixture
-def relinked() -> Iterator[None]:
-    events.subscribe(events.STUDY_RELINKED, CORRECTION)
-    yield
-    events.unsubscribe(events.STUDY_RELINKED, CORRECTION)
 
 
 def _verified_study(db: Database, store: InstanceStore, tmp_path: Path) -> tuple[int, str]:
@@ -102,7 +93,7 @@ def _states(db: Database, kind: str) -> list[str]:
 
 
 def test_retention_keeps_a_study_whose_correction_is_pending(
-    database: Database, tmp_path: Path, relinked: None
+    database: Database, tmp_path: Path
 ) -> None:
     service, store = _service(database, tmp_path)
     pending_pk, pending_uid = _verified_study(database, store, tmp_path / "a")
@@ -120,9 +111,7 @@ def test_retention_keeps_a_study_whose_correction_is_pending(
     assert purged[pending_uid] is None and purged[other_uid] is not None
 
 
-def test_a_purged_study_is_corrected_in_the_pacs_only(
-    database: Database, tmp_path: Path, relinked: None
-) -> None:
+def test_a_purged_study_is_corrected_in_the_pacs_only(database: Database, tmp_path: Path) -> None:
     service, store = _service(database, tmp_path)
     study_pk, study_uid = _verified_study(database, store, tmp_path)
     assert purge_verified(service) == 1

@@ -17,7 +17,6 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 from sqlalchemy import select
 
-from gateway.core import events
 from gateway.core.settings import Settings
 from gateway.intake import thumbnails
 from gateway.intake.stability import mark_stable
@@ -82,7 +81,6 @@ def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
     svc = ProcessContext.create(settings)
     thumbnails.install(svc)
     yield svc
-    events.unsubscribe(events.STUDY_STABLE, thumbnails.JOB_KIND)
     svc.close()
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.core import events, jobs
+from gateway.core import jobs
 from gateway.core.models import Job, JobState, Study, StudyState, utcnow
 from gateway.core.upsert import insert_for
 from gateway.costing.models import MappingVersion, UncostedStudy
@@ -32,17 +32,10 @@ RETRY_KIND = "cost_retry"
 RETRY_REASON = "costed again: catalogue, mapping or study facts changed"
 WORKER_USER = "system:worker"
 MAX_ATTEMPTS = 10
-SUBSCRIPTIONS = (
-    (events.STUDY_STABLE, JOB_KIND),
-    (events.STUDY_RELINKED, RETRY_KIND),
-    (events.FILMS_REPORTED, RETRY_KIND),
-)
 
 
 def install(service: ProcessContext) -> None:
-    """Subscribe the cost job to ``study.stable``; register handlers and the watch."""
-    for event, kind in SUBSCRIPTIONS:
-        events.subscribe(event, kind)
+    """Register the ``cost`` and ``cost_retry`` handlers and the mapping watch."""
     service.job_handlers[JOB_KIND] = _handler("study stable", only_stable=False)
     service.job_handlers[RETRY_KIND] = _handler(RETRY_REASON, only_stable=True)
     service.periodic.append(MappingWatch())

@@ -33,7 +33,6 @@ KIND = "verify"
 
 
 def install(service: ProcessContext) -> None:
-    events.subscribe(events.STUDY_STABLE, KIND)
     service.job_handlers[KIND] = handle
     service.periodic.append(purge_verified)
 

@@ -25,7 +25,7 @@ from sqlalchemy import DateTime, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dicom_nodes.identifiers import validate_uid
-from gateway.core import events, jobs
+from gateway.core import jobs
 from gateway.core.models import Base, Instance, Job, Series, Study, utcnow
 from gateway.process.context import ProcessContext
 
@@ -197,7 +197,6 @@ def _save(
 
 def install(service: ProcessContext) -> None:
     """Subscribe the thumbnail job to ``study.stable`` and register its handler."""
-    events.subscribe(events.STUDY_STABLE, JOB_KIND)
     service.job_handlers[JOB_KIND] = handle
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import String, and_, cast, select
 
-from gateway.core import events, jobs
+from gateway.core import jobs
 from gateway.core.models import Instance, Job, JobState, Series, Study
 from gateway.core.settings import DestinationSettings
 from gateway.forwarding.pacs_client import OrthancClient, PacsError
@@ -53,8 +53,6 @@ PATIENT_SYNC = "patient_sync"
 
 
 def install(service: ProcessContext) -> None:
-    events.subscribe(events.STUDY_RELINKED, RESEND)
-    events.subscribe(events.PATIENT_CHANGED, PATIENT_SYNC)
     service.job_handlers[RESEND] = handle_resend
     service.job_handlers[PATIENT_SYNC] = handle_patient_sync
 

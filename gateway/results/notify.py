@@ -15,7 +15,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.core import events, jobs
+from gateway.core import jobs
 from gateway.core.models import Job, Study, utcnow
 from gateway.core.tls import notify_client_context
 from gateway.forwarding.pacs_client import OrthancClient, PacsError
@@ -35,7 +35,6 @@ KIND = "notify"
 
 
 def install(service: ProcessContext) -> None:
-    events.subscribe(events.STUDY_VERIFIED, KIND)
     service.job_handlers[KIND] = handle
 
 

@@ -256,7 +256,7 @@ def unmatched_page(
 
 @router.get("/ui/queue", response_class=HTMLResponse)
 def queue_page(request: Request, session: Annotated[Session, Depends(get_session)]) -> HTMLResponse:
-    from gateway.api.queue import status
+    from gateway.operations.queue import status
 
     return render(request, "queue.html", q=status(session, 200))
 
