@@ -12,16 +12,16 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from gateway.api.app import create_app
 from gateway.auth import accounts
 from gateway.auth.mask import mask_hl7
 from gateway.auth.models import ApiToken, User
 from gateway.cli import main
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database, make_engine
 from gateway.core.migrate import upgrade
 from gateway.core.models import utcnow
 from gateway.orders.models import HL7MessageRow
-from gateway.process.context import ProcessContext
+from gateway.process.http_app import create_app
 from tests.support.auth import PASSWORD, user_token
 from tests.support.costing import make_service
 from tests.support.gateway_proc import to_toml

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
-from gateway.api.app import create_app
 from gateway.auth import policy
 from gateway.auth.models import Role
 from gateway.core.database import Database, make_engine
 from gateway.core.migrate import upgrade
+from gateway.process.http_app import create_app
 from tests.support.auth import user_token
 from tests.support.costing import make_service
 

@@ -18,13 +18,13 @@ from lxml import etree
 from sqlalchemy import select
 
 from gateway.cli import main
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
 from gateway.core.models import Study, utcnow
 from gateway.core.settings import BillingSettings
 from gateway.costing.catalogue_store import store_catalogue
 from gateway.costing.recording import Mappers, record_cost
 from gateway.orders.models import Order, OrderPatient, RequestedProcedure, Visit
-from gateway.process.context import ProcessContext
 from gateway.reconciliation.models import MatchState, StudyMatch
 from pricing_norms.catalogue import ILLUSTRATIVE_NOTE
 from pricing_norms.catalogue_io import load_csv_dir

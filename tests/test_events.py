@@ -8,7 +8,7 @@ import pytest
 
 from gateway.core import events
 from gateway.core.settings import Settings
-from gateway.process.context import ProcessContext
+from gateway.process.startup import create_context
 from gateway.process.wiring import install_pipeline
 
 pytestmark = pytest.mark.unit
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 def test_every_subscribed_kind_has_a_handler(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'g.db'}"})
-    service = ProcessContext.create(settings)
+    service = create_context(settings)
     try:
         install_pipeline(service)
         subscribed = {kind for kinds in events.SUBSCRIBERS.values() for kind in kinds}
@@ -31,7 +31,7 @@ def test_emit_enqueues_one_job_per_subscriber_without_any_install(tmp_path: Path
     from gateway.core.models import Job
 
     settings = Settings(data_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'g.db'}"})
-    service = ProcessContext.create(settings)  # nothing installed: the table is data
+    service = create_context(settings)  # nothing installed: the table is data
     try:
         with service.db.write_session() as session:
             events.emit(session, events.STUDY_STABLE, "1.2.3")

@@ -29,11 +29,12 @@ import pydicom
 import pytest
 from sqlalchemy import create_engine, select
 
+from gateway.core.context import ProcessContext
 from gateway.core.models import Job
 from gateway.core.settings import load_settings
 from gateway.intake.receive import Outcome
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
-from gateway.process.context import ProcessContext
+from gateway.process.startup import create_context
 from gateway.process.wiring import install_pipeline
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for, orthanc_sop_uids
@@ -80,7 +81,7 @@ def without_series_uid(good: Path) -> bytes:
 
 def store_through_service(gw: GatewayProcess, files: list[Path]) -> ProcessContext:
     """Store ``files`` as the gateway would (index, forward jobs), before it starts."""
-    service = ProcessContext.create(load_settings(gw.config_path))
+    service = create_context(load_settings(gw.config_path))
     install_pipeline(service)
     for path in files:
         ds = pydicom.dcmread(path, stop_before_pixels=True)

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select, text
 
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
 from gateway.core.models import Job, JobState
 from gateway.core.settings import Settings
-from gateway.process.context import ProcessContext
 from gateway.process.worker import Worker
 from tests.support.wait import wait_until
 

@@ -12,18 +12,19 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.api.app import create_app
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.models import utcnow
 from gateway.core.settings import Settings
 from gateway.orders.models import HL7MessageRow
-from gateway.process.context import ProcessContext
+from gateway.process.http_app import create_app
+from gateway.process.startup import create_context
 from tests.support.ctgen import make_ct_study
 
 
 @pytest.fixture
 def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
-    svc = ProcessContext.create(
+    svc = create_context(
         Settings(data_dir=tmp_path / "var", database={"url": db_url}, store={"fsync": False})
     )
     yield svc

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.core.context import ProcessContext
 from gateway.core.settings import Settings
 from gateway.orders.hl7_listener import HL7Listener
-from gateway.process.context import ProcessContext
+from gateway.process.startup import create_context
 from tests.fixtures.orders.helpers import orm
 from tests.support.auth import authed_client
 from tests.support.gateway_proc import to_toml
@@ -25,7 +26,7 @@ def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
     settings = Settings(
         data_dir=tmp_path, database={"url": db_url}, hl7={"port": 0}, log={"level": "WARNING"}
     )
-    svc = ProcessContext.create(settings)
+    svc = create_context(settings)
     yield svc
     svc.close()
 

@@ -14,6 +14,7 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
 from gateway.core.instance_store import InstanceStore
 from gateway.core.models import (
@@ -31,7 +32,6 @@ from gateway.core.settings import Settings
 from gateway.forwarding.pacs_client import OrthancClient, PacsError
 from gateway.forwarding.verify import purge_verified
 from gateway.operations.local_orthanc import LocalOrthanc
-from gateway.process.context import ProcessContext
 from gateway.reconciliation import pacs_correct
 from gateway.reconciliation.coerce import CoercionPlan
 from gateway.reconciliation.reconcile import CORRECTION, reprocess

@@ -10,13 +10,13 @@ from typing import cast
 
 from sqlalchemy import func, select, update
 
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
 from gateway.core.models import utcnow
 from gateway.core.settings import Settings
 from gateway.operations.retention import RetentionTask, install, purge_hl7_messages
 from gateway.orders.hl7_listener import HL7Handler
 from gateway.orders.models import HL7MessageRow, Order, StatusChange
-from gateway.process.context import ProcessContext
 from tests.fixtures.orders.helpers import ack_code, orm
 
 

@@ -17,11 +17,12 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 from sqlalchemy import select
 
+from gateway.core.context import ProcessContext
 from gateway.core.settings import Settings
 from gateway.intake import thumbnails
 from gateway.intake.stability import mark_stable
 from gateway.intake.thumbnails import Thumbnail, render
-from gateway.process.context import ProcessContext
+from gateway.process.startup import create_context
 from gateway.process.worker import Worker
 from tests.support.auth import authed_client
 from tests.support.ctgen import make_ct_study
@@ -78,7 +79,7 @@ def test_not_an_image() -> None:
 @pytest.fixture
 def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
     settings = Settings(data_dir=tmp_path / "var", database={"url": db_url}, store={"fsync": False})
-    svc = ProcessContext.create(settings)
+    svc = create_context(settings)
     thumbnails.install(svc)
     yield svc
     svc.close()

@@ -10,11 +10,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
 from gateway.core.instance_store import InstanceStore
 from gateway.core.models import Job, JobState
 from gateway.core.settings import Settings
-from gateway.process.context import ProcessContext
 from gateway.process.worker import Worker
 
 

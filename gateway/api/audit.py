@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_service, get_session
+from gateway.auth.deps import get_service, get_session
 from gateway.core.audit import AuditRecord
-from gateway.process.context import ProcessContext
+from gateway.core.context import ProcessContext
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 

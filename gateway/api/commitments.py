@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import is_valid_uid
-from gateway.api.deps import get_session
+from gateway.auth.deps import get_session
 from gateway.forwarding.commitment.models import CommitmentItem, CommitmentRequest
 
 router = APIRouter(prefix="/api/commitments", tags=["storage commitment"])

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import is_valid_uid
-from gateway.api.deps import get_service, get_session
+from gateway.auth.deps import get_service, get_session
+from gateway.core.context import ProcessContext
 from gateway.core.models import Study, utcnow
 from gateway.costing.models import (
     CostRecordDocument,
@@ -22,7 +23,6 @@ from gateway.costing.models import (
     UncostedStudy,
 )
 from gateway.costing.recording import Mappers, record_cost
-from gateway.process.context import ProcessContext
 
 router = APIRouter(prefix="/api/costs", tags=["costs"])
 

@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_read_session
 from gateway.auth.accounts import Principal
-from gateway.auth.deps import current_principal
+from gateway.auth.deps import current_principal, get_read_session
 from gateway.auth.mask import mask_hl7, masks_patient_data
 from gateway.orders.models import HL7MessageRow
 from hl7.errors import HL7Error

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.api.costs import actor
-from gateway.api.deps import get_service, get_session
+from gateway.auth.deps import get_service, get_session
+from gateway.core.context import ProcessContext
 from gateway.costing.catalogue_store import (
     MAX_UPLOAD_BYTES,
     UploadedFile,
@@ -23,7 +24,6 @@ from gateway.costing.catalogue_store import (
 )
 from gateway.costing.handlers import requeue_uncosted
 from gateway.costing.models import NormImport
-from gateway.process.context import ProcessContext
 from pricing_norms.catalogue import CatalogueError
 from pricing_norms.money import decimal_text, to_decimal
 

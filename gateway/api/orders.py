@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_read_session
+from gateway.auth.deps import get_read_session
 from gateway.orders.models import (
     Order,
     OrderPatient,

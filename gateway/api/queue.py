@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_read_session, get_session
+from gateway.auth.deps import get_read_session, get_session
 from gateway.operations.queue import QueueStatus, retry_dead, status
 
 router = APIRouter(prefix="/api/queue", tags=["queue"])

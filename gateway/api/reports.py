@@ -21,7 +21,8 @@ from typing import IO, Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
-from gateway.api.deps import get_service
+from gateway.auth.deps import get_service
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
 from gateway.costing.reports import (
     FORMATS,
@@ -37,7 +38,6 @@ from gateway.costing.reports import (
     parse_group_by,
     write_report,
 )
-from gateway.process.context import ProcessContext
 from pricing_norms.claims_schema import ClaimValidationError
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import InvalidIdentifier, is_valid_uid
-from gateway.api.deps import get_read_session, get_service, get_session
+from gateway.auth.deps import get_read_session, get_service, get_session
+from gateway.core.context import ProcessContext
 from gateway.core.models import ForwardState, Instance, Patient, Series, Study, StudyForward
 from gateway.forwarding.dead_jobs import dead_in_study, retry_study
 from gateway.forwarding.pacs_client import PacsError
 from gateway.orders.models import RequestedProcedure
-from gateway.process.context import ProcessContext
 from gateway.reconciliation import reconcile
 from gateway.reconciliation.models import MatchState, StudyMatch
 from gateway.results.notify import viewer_url

@@ -10,10 +10,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_session
 from gateway.auth import accounts
 from gateway.auth.accounts import Principal
-from gateway.auth.deps import current_principal
+from gateway.auth.deps import current_principal, get_session
 from gateway.auth.models import User
 
 router = APIRouter(tags=["users"])

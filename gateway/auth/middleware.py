@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.auth import accounts, policy
 from gateway.auth.accounts import Principal
 from gateway.core import audit
-from gateway.process.context import ProcessContext
+from gateway.core.context import ProcessContext
 
 SESSION_COOKIE = "risgate_session"
 CSRF_HEADER = b"x-csrf-token"

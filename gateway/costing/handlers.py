@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.models import Job, JobState, Study, StudyState, utcnow
 from gateway.core.upsert import insert_for
 from gateway.costing.models import MappingVersion, UncostedStudy
 from gateway.costing.recording import Mappers, record_cost
-from gateway.process.context import ProcessContext
 
 log = logging.getLogger(__name__)
 

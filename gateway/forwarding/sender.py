@@ -151,7 +151,7 @@ class ForwardWorker:
     (``associations`` of the destination): a multi-threaded PACS stores in parallel."""
 
     def __init__(self, service: object, dest: DestinationSettings) -> None:
-        from gateway.process.context import ProcessContext
+        from gateway.core.context import ProcessContext
 
         assert isinstance(service, ProcessContext)
         self.service = service

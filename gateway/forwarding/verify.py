@@ -12,6 +12,7 @@ from sqlalchemy import Select, String, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.core import events, jobs
+from gateway.core.context import ProcessContext
 from gateway.core.models import (
     ForwardState,
     Instance,
@@ -25,7 +26,6 @@ from gateway.core.models import (
 from gateway.core.upsert import insert_for
 from gateway.forwarding.pacs_client import OrthancClient, PacsError
 from gateway.forwarding.sender import KIND as FORWARD
-from gateway.process.context import ProcessContext
 
 log = logging.getLogger(__name__)
 

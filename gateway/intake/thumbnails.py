@@ -26,8 +26,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dicom_nodes.identifiers import validate_uid
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.models import Base, Instance, Job, Series, Study, utcnow
-from gateway.process.context import ProcessContext
 
 log = logging.getLogger(__name__)
 

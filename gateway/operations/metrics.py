@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.core.context import ProcessContext
 from gateway.core.models import Instance, Job, JobState, Study, StudyForward, utcnow
-from gateway.process.context import ProcessContext
 
 
 class DatabaseCollector(Collector):

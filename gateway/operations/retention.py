@@ -16,9 +16,9 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
+from gateway.core.context import ProcessContext
 from gateway.core.models import utcnow
 from gateway.orders.models import HL7MessageRow
-from gateway.process.context import ProcessContext
 
 log = logging.getLogger(__name__)
 

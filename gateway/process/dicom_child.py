@@ -15,7 +15,7 @@ import sys
 from gateway.core.logs import setup_logging
 from gateway.core.procutil import die_with_parent, install_stop_handlers
 from gateway.core.settings import Settings
-from gateway.process.context import ProcessContext
+from gateway.process.startup import create_context
 from gateway.process.wiring import dicom_services, install_pipeline
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     from dicom_nodes import fast_path
 
     fast_path.configure(settings.dicom.fast_path)
-    service = ProcessContext.create(settings, migrate=False)
+    service = create_context(settings, migrate=False)
     install_pipeline(service)  # the same hooks and event subscribers as every process
     from dicom_nodes.server import start_dicom_server
 

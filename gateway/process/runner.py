@@ -20,7 +20,7 @@ import uvicorn
 from gateway.core.logs import setup_logging
 from gateway.core.procutil import STOP_WAIT_S, die_with_parent, install_stop_handlers
 from gateway.core.settings import Settings
-from gateway.process.context import ProcessContext
+from gateway.process.startup import create_context
 from gateway.process.wiring import dicom_services, install_pipeline, start_forwarding
 from gateway.process.worker import Worker
 
@@ -55,7 +55,7 @@ def serve(settings: Settings, roles: list[str]) -> None:
             fast_path.configure(settings.dicom.fast_path)
         except fast_path.FastPathRefused as exc:
             raise SystemExit(f"risgate: {exc}") from None
-    service = ProcessContext.create(settings)
+    service = create_context(settings)
     removed = service.store.clean_tmp()
     if removed:
         log.info("removed %d unacknowledged temp files", removed)
@@ -97,7 +97,7 @@ def serve(settings: Settings, roles: list[str]) -> None:
 
     try:
         if "api" in roles:
-            from gateway.api.app import create_app
+            from gateway.process.http_app import create_app
 
             config = uvicorn.Config(
                 create_app(service),

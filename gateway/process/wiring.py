@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from dicom_nodes.server import ServiceSpec
-from gateway.process.context import ProcessContext
+from gateway.core.context import ProcessContext
 
 
 def install_pipeline(service: ProcessContext) -> None:

@@ -6,9 +6,9 @@ import logging
 import threading
 
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.procutil import STOP_WAIT_S
 from gateway.intake.stability import mark_stable
-from gateway.process.context import ProcessContext
 
 log = logging.getLogger(__name__)
 

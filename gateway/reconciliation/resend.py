@@ -33,10 +33,10 @@ from pathlib import Path
 from sqlalchemy import String, and_, cast, select
 
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.models import Instance, Job, JobState, Series, Study
 from gateway.core.settings import DestinationSettings
 from gateway.forwarding.pacs_client import OrthancClient, PacsError
-from gateway.process.context import ProcessContext
 from gateway.reconciliation import pacs_correct
 from gateway.reconciliation.coerce import CoercionPlan, plan_for_study
 from gateway.reconciliation.reconcile import (

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.models import Job, Study, utcnow
 from gateway.core.tls import notify_client_context
 from gateway.forwarding.pacs_client import OrthancClient, PacsError
 from gateway.orders.models import Visit
-from gateway.process.context import ProcessContext
 from gateway.reconciliation.models import OutboundMessage
 from gateway.reconciliation.reconcile import matched_order
 from hl7 import mllp_client

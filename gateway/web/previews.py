@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import is_valid_uid
-from gateway.api.deps import get_service, get_session
+from gateway.auth.deps import get_service, get_session
+from gateway.core.context import ProcessContext
 from gateway.core.models import Study
 from gateway.intake.thumbnails import Thumbnail, ThumbState, thumbnail_dir
-from gateway.process.context import ProcessContext
 
 router = APIRouter(tags=["previews"])
 

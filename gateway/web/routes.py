@@ -19,15 +19,14 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_service, get_session
 from gateway.auth import accounts, policy
 from gateway.auth.accounts import Principal
-from gateway.auth.deps import current_principal
+from gateway.auth.deps import current_principal, get_service, get_session
 from gateway.auth.middleware import SESSION_COOKIE
 from gateway.auth.models import Role
 from gateway.core import audit
+from gateway.core.context import ProcessContext
 from gateway.core.models import Study
-from gateway.process.context import ProcessContext
 from gateway.web import i18n, pages
 from gateway.web.charts import bar_chart
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
 from gateway.auth import accounts
 from gateway.auth.models import Role
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
-from gateway.process.context import ProcessContext
+from gateway.process.http_app import create_app
 
 PASSWORD = "correct horse battery"
 

@@ -6,12 +6,12 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from gateway.core.context import ProcessContext
 from gateway.core.database import Database
 from gateway.core.instance_store import InstanceStore
 from gateway.core.models import Instance, Patient, Series, Study, utcnow
 from gateway.core.settings import Settings
 from gateway.costing.catalogue_store import UploadedFile, checksum, read_path, store_catalogue
-from gateway.process.context import ProcessContext
 from pricing_norms.example import EXAMPLE_DATA_DIR, load_example_catalogue
 
 _uids = count(1)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-
-from gateway.core.all_models import Base
+from gateway.all_models import Base
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from dicom_nodes.commitment import Report, ReportError, report_address, send_event_report
 from gateway.core import jobs
+from gateway.core.context import ProcessContext
 from gateway.core.models import (
     ForwardState,
     Instance,
@@ -47,7 +48,6 @@ from gateway.forwarding.commitment.models import (
     ItemState,
 )
 from gateway.forwarding.commitment.record import KIND
-from gateway.process.context import ProcessContext
 
 log = logging.getLogger(__name__)
 

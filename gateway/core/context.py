@@ -1,4 +1,7 @@
-"""One process's shared objects: settings, database, instance store, receiver, job handlers."""
+"""One process's shared objects: settings, database, instance store, receiver, job handlers.
+
+Every step's job handler and periodic task gets it; ``gateway.process.startup`` builds it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from dataclasses import dataclass, field
 from gateway.core.database import Database
 from gateway.core.instance_store import InstanceStore
 from gateway.core.settings import Settings
-from gateway.intake.receive import InstanceHook, Receiver
+from gateway.intake.receive import Receiver
 
 # A job handler gets the service and a batch of claimed job ids of its kind; it must
 # finish, fail or release each of them (gateway.core.jobs).
@@ -25,21 +28,6 @@ class ProcessContext:
     receiver: Receiver
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     periodic: list[PeriodicTask] = field(default_factory=list)
-
-    @classmethod
-    def create(cls, settings: Settings, *, migrate: bool = True) -> ProcessContext:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database.from_settings(settings)
-        if migrate:
-            from gateway.core.migrate import upgrade  # Alembic: ~12 MB, not needed by receivers
-
-            upgrade(db.engine)
-        store = InstanceStore(settings.store_path, fsync=settings.store.fsync)
-        hooks: list[InstanceHook] = []
-        receiver = Receiver(
-            db, store, hooks=hooks, high_water_percent=settings.forward.disk_high_water_percent
-        )
-        return cls(settings, db, store, receiver)
 
     def close(self) -> None:
         self.db.dispose()
