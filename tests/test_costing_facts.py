@@ -7,12 +7,12 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-import gateway.all_models  # noqa: F401  (the order tables, when the module exists)
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from sqlalchemy import insert, select
 
+import gateway.all_models  # noqa: F401  (the order tables, when the module exists)
 from gateway.core.database import Database
 from gateway.core.models import Base, Instance, Series, Study, utcnow
 from gateway.costing.facts import facts_for_study

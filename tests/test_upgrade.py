@@ -11,9 +11,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from gateway.all_models import Base
 from sqlalchemy import Engine, text
 
+from gateway.all_models import Base
 from gateway.core.database import make_engine
 from gateway.core.migrate import alembic_config, upgrade
 from tests.support.ctgen import make_ct_study
