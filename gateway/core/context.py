@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from gateway.core.database import Database
-from gateway.core.instance_store import InstanceStore
-from gateway.core.settings import Settings
-from gateway.intake.receive import Receiver
+if TYPE_CHECKING:  # annotations only: the context is built in gateway.process.startup
+    from gateway.core.database import Database
+    from gateway.core.instance_store import InstanceStore
+    from gateway.core.settings import Settings
+    from gateway.intake.receive import Receiver
 
 # A job handler gets the service and a batch of claimed job ids of its kind; it must
 # finish, fail or release each of them (gateway.core.jobs).

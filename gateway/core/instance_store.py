@@ -11,9 +11,12 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dicom_nodes.identifiers import validate_uid
-from gateway.intake.instance_meta import InstanceMeta
+
+if TYPE_CHECKING:
+    from gateway.intake.instance_meta import InstanceMeta
 
 
 class InstanceStore:
