@@ -19,7 +19,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
-        with service.db.session() as session:
+        with service.db.read_session() as session:
             session.execute(text("SELECT 1"))
         return {"status": "ok"}
 

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.api.deps import get_service, get_session
+from gateway.api.deps import get_read_session, get_service
 from gateway.identifiers import is_valid_uid
 from gateway.models import Study
 from gateway.service import Service
@@ -25,7 +25,7 @@ router = APIRouter(tags=["previews"])
 def series_thumbnail(
     series_uid: str,
     service: Annotated[Service, Depends(get_service)],
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
 ) -> FileResponse:
     """The series preview; 404 until rendered, 409 with the reason if it cannot be."""
     if not is_valid_uid(series_uid):
@@ -48,7 +48,7 @@ def series_thumbnail(
 def open_viewer(
     study_uid: str,
     service: Annotated[Service, Depends(get_service)],
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
 ) -> RedirectResponse:
     """Open the study in the PACS viewer (``ui.viewer_url``); audited by the auth gate."""
     if not is_valid_uid(study_uid):
