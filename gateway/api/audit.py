@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from gateway.auth.deps import get_service, get_session
+from gateway.auth.deps import get_read_session, get_service
 from gateway.core.audit import AuditRecord
 from gateway.core.context import ProcessContext
 
@@ -98,7 +98,7 @@ def _out(r: AuditRecord) -> AuditOut:
 
 @router.get("", response_model=AuditPage)
 def list_audit(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     filters: Annotated[AuditFilter, Depends()],
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -125,7 +125,7 @@ def export_audit(
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(COLUMNS)
-        with service.db.session_factory() as session:
+        with service.db.read_session() as session:
             for r in session.scalars(query):
                 o = _out(r).model_dump()
                 writer.writerow([o[c] if c != "at" else r.at.isoformat() for c in COLUMNS])

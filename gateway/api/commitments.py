@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import is_valid_uid
-from gateway.auth.deps import get_session
+from gateway.auth.deps import get_read_session
 from gateway.forwarding.commitment.models import CommitmentItem, CommitmentRequest
 
 router = APIRouter(prefix="/api/commitments", tags=["storage commitment"])
@@ -59,7 +59,7 @@ class CommitmentDetail(CommitmentSummary):
 
 @router.get("", response_model=CommitmentPage)
 def list_commitments(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     state: Annotated[str | None, Query(max_length=16)] = None,
@@ -87,7 +87,7 @@ def list_commitments(
 
 @router.get("/{transaction_uid}", response_model=CommitmentDetail)
 def get_commitment(
-    transaction_uid: str, session: Annotated[Session, Depends(get_session)]
+    transaction_uid: str, session: Annotated[Session, Depends(get_read_session)]
 ) -> CommitmentDetail:
     """One request with every referenced instance and its decision."""
     if not is_valid_uid(transaction_uid):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import is_valid_uid
-from gateway.auth.deps import get_service, get_session
+from gateway.auth.deps import get_read_session, get_service
 from gateway.core.context import ProcessContext
 from gateway.core.models import Study, utcnow
 from gateway.costing.models import (
@@ -67,7 +67,7 @@ def record_info(row: CostRecordRow, document: str | None = None) -> dict[str, An
 
 @router.get("/unmapped")
 def list_unmapped(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -99,7 +99,9 @@ def _study(session: Session, study_uid: str) -> Study:
 
 
 @router.get("/{study_uid}")
-def get_costs(study_uid: str, session: Annotated[Session, Depends(get_session)]) -> dict[str, Any]:
+def get_costs(
+    study_uid: str, session: Annotated[Session, Depends(get_read_session)]
+) -> dict[str, Any]:
     """Every revision of the study's cost, newest first, with the full record document."""
     study = _study(session, study_uid)
     rows = session.execute(

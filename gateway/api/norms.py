@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.api.costs import actor
-from gateway.auth.deps import get_service, get_session
+from gateway.auth.deps import get_read_session, get_service
 from gateway.core.context import ProcessContext
 from gateway.costing.catalogue_store import (
     MAX_UPLOAD_BYTES,
@@ -56,7 +56,7 @@ def _plain(item: object) -> dict[str, Any]:
 
 
 @router.get("")
-def get_catalogue(session: Annotated[Session, Depends(get_session)]) -> dict[str, Any]:
+def get_catalogue(session: Annotated[Session, Depends(get_read_session)]) -> dict[str, Any]:
     """The catalogue in use; ``illustrative`` marks demo norms (never official figures)."""
     current = load_current(session)
     if current is None:
@@ -81,7 +81,7 @@ def get_catalogue(session: Annotated[Session, Depends(get_session)]) -> dict[str
 
 
 @router.get("/imports")
-def list_imports(session: Annotated[Session, Depends(get_session)]) -> list[dict[str, Any]]:
+def list_imports(session: Annotated[Session, Depends(get_read_session)]) -> list[dict[str, Any]]:
     """Import history, newest first."""
     rows = session.scalars(select(NormImport).order_by(NormImport.id.desc()).limit(200))
     return [import_info(imp) for imp in rows]

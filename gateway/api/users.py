@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from gateway.auth import accounts
 from gateway.auth.accounts import Principal
-from gateway.auth.deps import current_principal, get_session
+from gateway.auth.deps import current_principal, get_read_session, get_session
 from gateway.auth.models import User
 
 router = APIRouter(tags=["users"])
@@ -62,7 +62,7 @@ def me(principal: Annotated[Principal, Depends(current_principal)]) -> Me:
 
 
 @router.get("/api/users", response_model=list[UserOut])
-def list_users(session: Annotated[Session, Depends(get_session)]) -> list[UserOut]:
+def list_users(session: Annotated[Session, Depends(get_read_session)]) -> list[UserOut]:
     return [_out(u) for u in session.scalars(select(User).order_by(User.name))]
 
 

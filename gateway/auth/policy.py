@@ -116,6 +116,11 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/api/users/{name}/tokens"): "change.user_token",
     ("GET", "/api/audit/export"): "export.audit",
     ("GET", "/api/studies/{study_uid}/viewer"): "view.viewer",
+    ("GET", "/ui/orders"): "view.orders",
+    ("GET", "/ui/studies"): "view.studies",
+    ("GET", "/ui/unmatched"): "view.unmatched",
+    ("GET", "/ui/hl7"): "view.hl7_log",
+    ("GET", "/ui/billing"): "view.billing",
 }
 
 

@@ -32,7 +32,7 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from gateway.orders.models import HL7MessageRow
 
-        with self.service.db.session_factory() as session:
+        with self.service.db.read_session() as session:
             received = session.scalar(select(func.count(Instance.id))) or 0
             duplicates = session.scalar(select(func.coalesce(func.sum(Instance.duplicates), 0)))
             job_rows = session.execute(

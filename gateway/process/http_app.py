@@ -53,7 +53,7 @@ def create_app(service: ProcessContext) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
-        with service.db.write_session() as session:
+        with service.db.read_session() as session:
             session.execute(text("SELECT 1"))
         return {"status": "ok"}
 

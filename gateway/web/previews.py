@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import is_valid_uid
-from gateway.auth.deps import get_service, get_session
+from gateway.auth.deps import get_read_session, get_service
 from gateway.core.context import ProcessContext
 from gateway.core.models import Study
 from gateway.intake.thumbnails import Thumbnail, ThumbState, thumbnail_dir
@@ -25,7 +25,7 @@ router = APIRouter(tags=["previews"])
 def series_thumbnail(
     series_uid: str,
     service: Annotated[ProcessContext, Depends(get_service)],
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
 ) -> FileResponse:
     """The series preview; 404 until rendered, 409 with the reason if it cannot be."""
     if not is_valid_uid(series_uid):
@@ -48,7 +48,7 @@ def series_thumbnail(
 def open_viewer(
     study_uid: str,
     service: Annotated[ProcessContext, Depends(get_service)],
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
 ) -> RedirectResponse:
     """Open the study in the PACS viewer (``ui.viewer_url``); audited by the auth gate."""
     if not is_valid_uid(study_uid):

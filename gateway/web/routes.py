@@ -1,5 +1,9 @@
 """UI routes: login/logout, language, and the pages (server-rendered, role-aware navigation).
 
+Pages read in one read-only session (``Database.read_session``: no write lock on SQLite);
+the views of patient data among them are audited by the auth gate after the response
+(``policy.AUDITED``), in a short write transaction of their own.
+
 Changes from the UI go through the JSON API with the session's CSRF token in the
 ``X-CSRF-Token`` header (``static/app.js``); the login form uses a double-submit cookie.
 """
@@ -21,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from gateway.auth import accounts, policy
 from gateway.auth.accounts import Principal
-from gateway.auth.deps import current_principal, get_service, get_session
+from gateway.auth.deps import current_principal, get_read_session, get_service
 from gateway.auth.middleware import SESSION_COOKIE
 from gateway.auth.models import Role
 from gateway.core import audit
@@ -193,7 +197,7 @@ def set_language(code: str, request: Request) -> RedirectResponse:
 
 @router.get("/ui/dashboard", response_class=HTMLResponse)
 def dashboard_page(
-    request: Request, session: Annotated[Session, Depends(get_session)]
+    request: Request, session: Annotated[Session, Depends(get_read_session)]
 ) -> HTMLResponse:
     data = pages.dashboard(session)
     chart = bar_chart(data.hours, {i18n.t(lang_of(request), "received"): data.per_hour})
@@ -203,23 +207,20 @@ def dashboard_page(
 @router.get("/ui/orders", response_class=HTMLResponse)
 def orders_page(
     request: Request,
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     patient_id: Annotated[str | None, Query(max_length=64)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
     from gateway.api.orders import list_orders
 
     page = list_orders(session, patient_id=patient_id or None, offset=offset, limit=50)
-    audit.record_request(
-        request, "view.orders", "orders", "", detail=f"offset={offset}", session=session
-    )
     return render(request, "orders.html", page=page, patient_id=patient_id or "")
 
 
 @router.get("/ui/studies", response_class=HTMLResponse)
 def studies_page(
     request: Request,
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     patient_id: Annotated[str | None, Query(max_length=64)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
@@ -234,27 +235,25 @@ def studies_page(
         ).all()
     )
     states = pages.pipelines(session, [(pks[s.study_uid], s.study_uid) for s in page.items])
-    audit.record_request(
-        request, "view.studies", "studies", "", detail=f"offset={offset}", session=session
-    )
     return render(request, "studies.html", page=page, states=states, patient_id=patient_id or "")
 
 
 @router.get("/ui/unmatched", response_class=HTMLResponse)
 def unmatched_page(
-    request: Request, session: Annotated[Session, Depends(get_session)]
+    request: Request, session: Annotated[Session, Depends(get_read_session)]
 ) -> HTMLResponse:
     from gateway.api.studies import _summaries
 
     pks = pages.unmatched_study_pks(session, limit=50)
     items = _summaries(session, pks)
     states = pages.pipelines(session, [(pk, s.study_uid) for pk, s in zip(pks, items, strict=True)])
-    audit.record_request(request, "view.unmatched", "studies", "", session=session)
     return render(request, "unmatched.html", items=items, states=states)
 
 
 @router.get("/ui/queue", response_class=HTMLResponse)
-def queue_page(request: Request, session: Annotated[Session, Depends(get_session)]) -> HTMLResponse:
+def queue_page(
+    request: Request, session: Annotated[Session, Depends(get_read_session)]
+) -> HTMLResponse:
     from gateway.operations.queue import status
 
     return render(request, "queue.html", q=status(session, 200))
@@ -263,21 +262,20 @@ def queue_page(request: Request, session: Annotated[Session, Depends(get_session
 @router.get("/ui/hl7", response_class=HTMLResponse)
 def hl7_page(
     request: Request,
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     principal: Annotated[Principal, Depends(current_principal)],
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
     from gateway.api.hl7_messages import list_messages
 
     page = list_messages(session, principal=principal, offset=offset, limit=50)
-    audit.record_request(
-        request, "view.hl7_log", "hl7_messages", "", detail=f"offset={offset}", session=session
-    )
     return render(request, "hl7.html", page=page)
 
 
 @router.get("/ui/norms", response_class=HTMLResponse)
-def norms_page(request: Request, session: Annotated[Session, Depends(get_session)]) -> HTMLResponse:
+def norms_page(
+    request: Request, session: Annotated[Session, Depends(get_read_session)]
+) -> HTMLResponse:
     from gateway.costing.catalogue_store import load_current
 
     current = load_current(session)
@@ -302,7 +300,7 @@ def _role_may(role: str, method: str, path: str) -> bool:
 def billing_page(
     request: Request,
     service: Annotated[ProcessContext, Depends(get_service)],
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     principal: Annotated[Principal, Depends(current_principal)],
     date_from: Annotated[str | None, Query(alias="from", max_length=10)] = None,
     date_to: Annotated[str | None, Query(alias="to", max_length=10)] = None,
@@ -335,7 +333,6 @@ def billing_page(
         "norms": _role_may(role, "GET", "/ui/norms"),
         "import": _role_may(role, "POST", "/api/norms/import"),
     }
-    audit.record_request(request, "view.billing", "report", "", detail=qs, session=session)
     return render(
         request,
         "billing.html",
@@ -356,7 +353,7 @@ def billing_page(
 @router.get("/ui/audit", response_class=HTMLResponse)
 def audit_page(
     request: Request,
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_read_session)],
     user: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -369,7 +366,9 @@ def audit_page(
 
 
 @router.get("/ui/users", response_class=HTMLResponse)
-def users_page(request: Request, session: Annotated[Session, Depends(get_session)]) -> HTMLResponse:
+def users_page(
+    request: Request, session: Annotated[Session, Depends(get_read_session)]
+) -> HTMLResponse:
     from gateway.api.users import list_users
 
     return render(request, "users.html", users=list_users(session), roles=Role.ALL)
