@@ -1,14 +1,13 @@
 """Storage Commitment Push Model SCP (PS3.4 J): N-ACTION in, N-EVENT-REPORT out.
 
 The N-ACTION handler decodes and validates the request (Transaction UID, Referenced SOP
-Sequence), stores it with its job (:mod:`gateway.forwarding.commitment.record`) and only
-then answers
-success. The decision and the report are the ``commitment`` job's
-(:mod:`gateway.forwarding.commitment
-.process`); it calls :func:`send_event_report`, which opens a new association to the
-requesting AE (host and port from ``dicom.peers``) proposing the SCP role for Storage
-Commitment (SCP/SCU Role Selection), as PS3.4 J.3.3 asks of an SCP reporting on another
-association.
+Sequence), has the :class:`~dicom_nodes.ports.CommitmentRecorder` it is handed store it
+(the gateway's: with its job, ``gateway.forwarding.commitment.record``) and only then
+answers success. The decision and the report are the ``commitment`` job's
+(``gateway.forwarding.commitment.process``); it calls :func:`send_event_report`, which
+opens a new association to the requesting AE (host and port from ``dicom.peers``)
+proposing the SCP role for Storage Commitment (SCP/SCU Role Selection), as PS3.4 J.3.3
+asks of an SCP reporting on another association.
 """
 
 from __future__ import annotations
@@ -27,11 +26,10 @@ from pynetdicom.dimse_primitives import N_ACTION
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
+from dicom_nodes.config import DicomPeer
 from dicom_nodes.identifiers import InvalidIdentifier, validate_uid
 from dicom_nodes.policy import _host_matches
-from gateway.core.database import Database
-from gateway.core.settings import DicomPeer, Settings
-from gateway.forwarding.commitment.record import Recorded, record_request
+from dicom_nodes.ports import CommitmentRecorder, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +135,18 @@ def report_address(
 
 
 class CommitmentSCP:
-    """EVT_N_ACTION handler for Storage Commitment Push Model."""
+    """EVT_N_ACTION handler for Storage Commitment Push Model.
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
-        self.settings = settings
+    ``peers``: ``dicom.peers`` (where each AE gets its report); ``max_references``: the
+    most referenced instances one request may carry.
+    """
+
+    def __init__(
+        self, record: CommitmentRecorder, peers: Sequence[DicomPeer], *, max_references: int
+    ) -> None:
+        self.record = record
+        self.peers = list(peers)
+        self.max_references = max_references
 
     def handle_action(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
         request = cast(N_ACTION, event.request)
@@ -158,25 +163,15 @@ class CommitmentSCP:
         except Exception:
             return _failure(STATUS_INVALID_ATTRIBUTE_VALUE, "undecodable Action Information"), None
         try:
-            transaction_uid, references = parse_request(
-                info, self.settings.commitment.max_references
-            )
+            transaction_uid, references = parse_request(info, self.max_references)
         except RequestError as exc:
             log.warning("storage commitment request from %s refused: %s", calling_ae, exc)
             return _failure(exc.status, exc.comment), None
-        if report_address(self.settings.dicom.peers, calling_ae, address) is None:
+        if report_address(self.peers, calling_ae, address) is None:
             log.error("storage commitment from %s refused: no port in dicom.peers", calling_ae)
             return _failure(STATUS_PROCESSING_FAILURE, "no port for this AE to report to"), None
         try:
-            with self.db.write_session() as session:
-                outcome = record_request(
-                    session,
-                    transaction_uid,
-                    calling_ae,
-                    address,
-                    references,
-                    self.settings.commitment.timeout_s,
-                )
+            outcome = self.record(transaction_uid, calling_ae, address, references)
         except Exception as exc:
             log.error("storage commitment request not stored (%s)", type(exc).__name__)
             return _failure(STATUS_PROCESSING_FAILURE, "not stored"), None

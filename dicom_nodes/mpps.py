@@ -1,6 +1,7 @@
 """MPPS SCP (N-CREATE, N-SET on Modality Performed Procedure Step): decode, record, answer.
 
-State rules and effects live in :mod:`gateway.orders.mpps`; this maps them to PS3.4
+The :class:`~dicom_nodes.ports.MppsRecorder` it is handed applies the state rules and
+effects (the gateway's: ``gateway.orders.mpps``); this maps its outcome to PS3.4
 statuses (0x0111 duplicate, 0x0106 invalid value, 0x0112 no such instance, 0x0110 with
 error id 0xA710 for an N-SET after COMPLETED or DISCONTINUED).
 
@@ -21,9 +22,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
-from gateway.core.database import Database
-from gateway.orders import mpps
-from gateway.orders.mpps import MppsResult, Outcome
+from dicom_nodes.ports import MppsOutcome, MppsRecorder, MppsResult
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,11 @@ STATUS_MISSING_ATTRIBUTE = 0x0120
 ERROR_ID_NO_LONGER_UPDATABLE = 0xA710
 
 _STATUS = {
-    Outcome.OK: STATUS_SUCCESS,
-    Outcome.DUPLICATE: STATUS_DUPLICATE_INSTANCE,
-    Outcome.INVALID_VALUE: STATUS_INVALID_ATTRIBUTE_VALUE,
-    Outcome.NO_SUCH_INSTANCE: STATUS_NO_SUCH_INSTANCE,
-    Outcome.FINALISED: STATUS_PROCESSING_FAILURE,
+    MppsOutcome.OK: STATUS_SUCCESS,
+    MppsOutcome.DUPLICATE: STATUS_DUPLICATE_INSTANCE,
+    MppsOutcome.INVALID_VALUE: STATUS_INVALID_ATTRIBUTE_VALUE,
+    MppsOutcome.NO_SUCH_INSTANCE: STATUS_NO_SUCH_INSTANCE,
+    MppsOutcome.FINALISED: STATUS_PROCESSING_FAILURE,
 }
 
 
@@ -68,14 +67,14 @@ def _status(result: MppsResult) -> int | Dataset:
     rsp = Dataset()
     rsp.Status = code
     rsp.ErrorComment = result.reason[:64]
-    if result.outcome is Outcome.FINALISED:
+    if result.outcome is MppsOutcome.FINALISED:
         rsp.ErrorID = ERROR_ID_NO_LONGER_UPDATABLE
     return rsp
 
 
 class MppsSCP:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, recorder: MppsRecorder) -> None:
+        self.recorder = recorder
 
     def handle_create(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
         request = cast(N_CREATE, event.request)
@@ -85,15 +84,12 @@ class MppsSCP:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         try:
             attrs = event.attribute_list
-            with self.db.write_session() as session:
-                result = mpps.create(
-                    session, sop_uid, attrs, calling_ae, films=films_reported(attrs)
-                )
+            result = self.recorder.create(sop_uid, attrs, calling_ae, films=films_reported(attrs))
         except Exception as exc:
             log.error("MPPS N-CREATE failed (%s)", type(exc).__name__)
             return STATUS_PROCESSING_FAILURE, None
         log.info("MPPS N-CREATE from %s: %s", calling_ae, result.outcome.value)
-        return _status(result), attrs if result.outcome is Outcome.OK else None
+        return _status(result), attrs if result.outcome is MppsOutcome.OK else None
 
     def handle_set(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
         request = cast(N_SET, event.request)
@@ -101,8 +97,7 @@ class MppsSCP:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         try:
             mods = event.modification_list
-            with self.db.write_session() as session:
-                result = mpps.update(session, sop_uid, mods, films=films_reported(mods))
+            result = self.recorder.update(sop_uid, mods, films=films_reported(mods))
         except Exception as exc:
             log.error("MPPS N-SET failed (%s)", type(exc).__name__)
             return STATUS_PROCESSING_FAILURE, None
@@ -112,7 +107,7 @@ class MppsSCP:
             result.outcome.value,
             " (study complete)" if result.study_completed else "",
         )
-        return _status(result), mods if result.outcome is Outcome.OK else None
+        return _status(result), mods if result.outcome is MppsOutcome.OK else None
 
     def spec(self) -> tuple[list[PresentationContext], list[tuple[object, object]]]:
         return [build_context(ModalityPerformedProcedureStep)], [

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from pynetdicom import AE
 
-from gateway.core.settings import DicomPeer, DicomSettings
+from dicom_nodes.config import DicomPeer, DicomSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,16 @@
-"""The gateway's DICOM node: one AE serving every DIMSE service, started per process."""
+"""The gateway's DICOM node: one AE serving every DIMSE service, started per process.
+
+It is handed what it serves: the receive path for C-STORE
+(:class:`dicom_nodes.ports.InstanceSink`), the extra services already bound to the
+application, and the TLS context of the TLS port.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 
@@ -13,13 +19,13 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_nodes import fast_path
+from dicom_nodes.config import DicomSettings
 from dicom_nodes.dispatch import DONE, Dispatcher, StoredReporter, receive_handed, report
 from dicom_nodes.policy import AssociationPolicy, PolicyAE
+from dicom_nodes.ports import InstanceSink
 from dicom_nodes.storage import StorageSCP, storage_contexts
 from dicom_nodes.transport import FastAssociationServer, HandedConnectionServer
 from dicom_nodes.verification import handle_echo
-from gateway.core.settings import DicomSettings
-from gateway.intake.receive import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +60,16 @@ def build_ae(
 
 def start_dicom_server(
     settings: DicomSettings,
-    receiver: Receiver,
+    receiver: InstanceSink,
     extra: list[ServiceSpec] | None = None,
     *,
-    tls: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
     dispatcher: Dispatcher | None = None,
     handoff: socket.socket | None = None,
 ) -> FastAssociationServer:
-    """Start a non-blocking association server on ``settings.host:port``, or with
-    ``tls`` on ``settings.tls_port`` (``dicom.tls_*`` certificates; same AE policy).
+    """Start a non-blocking association server on ``settings.host:port``, or with an
+    ``ssl_context`` (from the ``dicom.tls_*`` certificates) on ``settings.tls_port``
+    (same AE policy).
 
     Several receiver processes: the main one passes its ``dispatcher`` (it hands
     connections to the others); the others pass their ``handoff`` channel and do not
@@ -85,12 +92,9 @@ def start_dicom_server(
     for _contexts, extra_handlers in extra or []:
         handlers.extend(extra_handlers)
     port = settings.port
-    ssl_context = None
+    tls = ssl_context is not None
     if tls:
-        from gateway.core.tls import dicom_server_context
-
-        ssl_context = dicom_server_context(settings)
-        if ssl_context is None or settings.tls_port is None:
+        if settings.tls_port is None:
             raise ValueError("dicom.tls_port is not set")
         port = settings.tls_port
     server = ae.make_server(

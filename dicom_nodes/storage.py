@@ -1,11 +1,11 @@
 """Storage SCP (C-STORE): check the received temp file's structure, hand it to the
-gateway, map the outcome.
+receive path it was given (:class:`dicom_nodes.ports.InstanceSink`), map the outcome.
 
 Datasets arrive streamed to a temp file (pynetdicom's chunked mode), so memory does not
 grow with instance size; the handler never decodes pixel data. A data set whose encoding
 does not hold together (:mod:`dicom_nodes.structure_check`: a value running past the end,
 an odd length, a missing delimiter) is refused with 0xC000 and the reason as Error
-Comment before the gateway sees it, and its temp file removed.
+Comment before the receive path sees it, and its temp file removed.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts, PresentationContext
 
 from dicom_nodes.fast_path import relaxed_reading
+from dicom_nodes.ports import InstanceSink, StoreOutcome
 from dicom_nodes.structure_check import check_file
-from gateway.intake.receive import Outcome, Receiver
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,12 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_PROCESSING_FAILURE = 0x0110
 
 _STATUS = {
-    Outcome.STORED: STATUS_SUCCESS,
-    Outcome.DUPLICATE: STATUS_SUCCESS,
-    Outcome.INVALID: STATUS_CANNOT_UNDERSTAND,
-    Outcome.MISMATCH: STATUS_DATASET_MISMATCH,
-    Outcome.OUT_OF_RESOURCES: STATUS_OUT_OF_RESOURCES,
-    Outcome.ERROR: STATUS_PROCESSING_FAILURE,
+    StoreOutcome.STORED: STATUS_SUCCESS,
+    StoreOutcome.DUPLICATE: STATUS_SUCCESS,
+    StoreOutcome.INVALID: STATUS_CANNOT_UNDERSTAND,
+    StoreOutcome.MISMATCH: STATUS_DATASET_MISMATCH,
+    StoreOutcome.OUT_OF_RESOURCES: STATUS_OUT_OF_RESOURCES,
+    StoreOutcome.ERROR: STATUS_PROCESSING_FAILURE,
 }
 
 
@@ -99,7 +99,7 @@ def storage_contexts() -> list[PresentationContext]:
 
 
 class StorageSCP:
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: InstanceSink) -> None:
         self.receiver = receiver
 
     def handle_store(self, event: Event) -> int | Dataset:

@@ -1,7 +1,9 @@
 """Modality Worklist SCP (C-FIND, MWL information model): decode, query, answer.
 
 The calling AE's modality (``dicom.peers``) lets a modality that sends no Scheduled
-Station AE title still get its steps. Matching and items: :mod:`gateway.orders.worklist`.
+Station AE title still get its steps. Matching and items come from the
+:data:`~dicom_nodes.ports.WorklistSource` it is handed (the gateway's:
+``gateway.orders.worklist``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
+from dicom_nodes.config import DicomSettings
 from dicom_nodes.policy import AssociationPolicy
-from gateway.core.database import Database
-from gateway.core.settings import Settings
-from gateway.orders.worklist import WorklistQuery, find
+from dicom_nodes.ports import WorklistQuery, WorklistSource
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,18 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 
 
 class WorklistSCP:
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
-        self.settings = settings
-        self.policy = AssociationPolicy(settings.dicom)
+    def __init__(
+        self,
+        source: WorklistSource,
+        dicom: DicomSettings,
+        *,
+        max_results: int,
+        modality_from_calling_ae: bool,
+    ) -> None:
+        self.source = source
+        self.policy = AssociationPolicy(dicom)
+        self.max_results = max_results
+        self.modality_from_calling_ae = modality_from_calling_ae
 
     def handle_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
         try:
@@ -42,19 +51,17 @@ class WorklistSCP:
             yield STATUS_CANNOT_PROCESS, None
             return
         calling_ae = str(event.assoc.requestor.ae_title).strip()
-        cfg = self.settings.worklist
         modality = self.policy.modality_of(calling_ae)
         query = WorklistQuery(
             identifier=identifier,
             calling_ae=calling_ae,
             calling_modality=modality.upper() if modality else None,
-            modality_from_calling_ae=cfg.modality_from_calling_ae,
-            max_results=cfg.max_results,
+            modality_from_calling_ae=self.modality_from_calling_ae,
+            max_results=self.max_results,
         )
         sent = 0
         try:
-            with self.db.session_factory() as session:
-                items = list(find(session, query))
+            items = list(self.source(query))
         except Exception as exc:
             log.error("worklist query failed (%s)", type(exc).__name__)
             yield STATUS_OUT_OF_RESOURCES, None
@@ -65,8 +72,8 @@ class WorklistSCP:
                 return
             sent += 1
             yield STATUS_PENDING, item
-        if sent >= cfg.max_results:
-            log.warning("worklist C-FIND from %s cut at %d items", calling_ae, cfg.max_results)
+        if sent >= self.max_results:
+            log.warning("worklist C-FIND from %s cut at %d items", calling_ae, self.max_results)
         log.info("worklist C-FIND from %s: %d items", calling_ae, sent)
 
     def spec(self) -> tuple[list[PresentationContext], list[tuple[object, object]]]:

@@ -14,9 +14,9 @@ from pydicom.uid import CTImageStorage, MRImageStorage
 from sqlalchemy import select
 
 from dicom_nodes.commitment import RequestError, parse_request, report_address
+from dicom_nodes.config import DicomPeer
 from gateway.core.database import Database
 from gateway.core.models import Instance, Job, Patient, Series, Study, StudyForward, utcnow
-from gateway.core.settings import DicomPeer
 from gateway.forwarding.commitment.models import CommitmentItem, CommitmentRequest
 from gateway.forwarding.commitment.process import evaluate
 from gateway.forwarding.commitment.record import Recorded, record_request

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from dicom_nodes.config import DicomSettings
 from dicom_nodes.identifiers import validate_ae_title
 from pricing_norms.claims import MA_MAY_RE
 from pricing_norms.machines import MachineCode, MachineCodes
@@ -37,43 +38,6 @@ _config_file: str | None = None  # set by load_settings() while it builds Settin
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class DicomPeer(_Section):
-    """A remote DICOM node allowed to associate (a modality, a workstation)."""
-
-    ae_title: str
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    modality: str | None = None
-
-    _ae = field_validator("ae_title")(validate_ae_title)
-
-
-class DicomSettings(_Section):
-    ae_title: str = "RISGATE"
-    host: str = "127.0.0.1"
-    port: int = Field(default=11112, ge=0, le=65535)
-    processes: int = Field(default=1, ge=1, le=64)
-    max_pdu: int = Field(default=131072, ge=4096, le=4_194_304)
-    # true: the fast DICOM path if pydicom/pynetdicom are the verified versions, else stock
-    # pynetdicom (logged); "force": refuse to start instead; false: stock pynetdicom.
-    fast_path: bool | Literal["force"] = True
-    max_associations: int = Field(default=16, ge=1, le=1000)
-    require_called_ae: bool = True
-    allow_any_calling_ae: bool = False
-    peers: list[DicomPeer] = Field(default_factory=list)
-    network_timeout_s: float = Field(default=60.0, gt=0)
-    dimse_timeout_s: float = Field(default=60.0, gt=0)
-    acse_timeout_s: float = Field(default=30.0, gt=0)
-    # DICOM TLS on a second port (same AE, same allow-list); off while tls_port is unset.
-    tls_port: int | None = Field(default=None, ge=0, le=65535)
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    tls_ca_file: Path | None = None
-    tls_require_client_cert: bool = False
-
-    _ae = field_validator("ae_title")(validate_ae_title)
 
 
 class HL7Settings(_Section):

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.core.settings import DicomSettings, HL7Settings, NotifySettings
+    from dicom_nodes.config import DicomSettings
+    from gateway.core.settings import HL7Settings, NotifySettings
 
 PathLike = str | Path
 

@@ -6,7 +6,6 @@ when it returns ``STORED`` or ``DUPLICATE`` may the modality be told "success".
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dicom_nodes.ports import StoreOutcome as Outcome
 from gateway.core.database import Database
 from gateway.core.fastsql import Conflict, FastSQL
 from gateway.core.instance_store import InstanceStore
@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 
 # The disk's fill level is read at most this often (a statvfs per instance adds up).
 DISK_CHECK_INTERVAL_S = 1.0
-
-
-class Outcome(enum.Enum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    INVALID = "invalid"
-    MISMATCH = "mismatch"
-    OUT_OF_RESOURCES = "out_of_resources"
-    ERROR = "error"
 
 
 @dataclass(frozen=True)

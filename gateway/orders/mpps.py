@@ -8,15 +8,15 @@ COMPLETED or DISCONTINUED. COMPLETED makes the study stable at once.
 
 from __future__ import annotations
 
-import enum
 import json
-from dataclasses import dataclass
 
 from pydicom import Dataset
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dicom_nodes.ports import MppsOutcome as Outcome
+from dicom_nodes.ports import MppsResult
 from gateway.core import events
 from gateway.core.models import Study, utcnow
 from gateway.intake.stability import mark_complete_now
@@ -38,21 +38,6 @@ _STEP_STATUS = {
     COMPLETED: StepStatus.COMPLETED,
     DISCONTINUED: StepStatus.DISCONTINUED,
 }
-
-
-class Outcome(enum.Enum):
-    OK = "ok"
-    DUPLICATE = "duplicate"  # N-CREATE of an existing instance
-    INVALID_VALUE = "invalid value"  # a status that is not allowed here
-    NO_SUCH_INSTANCE = "no such instance"  # N-SET of an unknown instance
-    FINALISED = "finalised"  # N-SET after COMPLETED or DISCONTINUED
-
-
-@dataclass(frozen=True)
-class MppsResult:
-    outcome: Outcome
-    reason: str = ""
-    study_completed: bool = False
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -20,6 +20,7 @@ from pydicom.sequence import Sequence
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Bundle, Session
 
+from dicom_nodes.ports import WorklistQuery
 from gateway.orders.matching import NOT_KEYS, has_wildcard, matches, select_keys
 from gateway.orders.models import (
     Order,
@@ -32,17 +33,6 @@ from gateway.orders.models import (
 )
 
 CHARSET = "ISO_IR 192"
-
-
-@dataclass(frozen=True)
-class WorklistQuery:
-    """A C-FIND identifier plus what the gateway knows of the caller."""
-
-    identifier: Dataset
-    calling_ae: str = ""
-    calling_modality: str | None = None  # from dicom.peers, when configured
-    modality_from_calling_ae: bool = True
-    max_results: int = 500
 
 
 def _key(ds: Dataset | None, keyword: str) -> str:

@@ -30,6 +30,7 @@ def main() -> None:
     service = create_context(settings, migrate=False)
     install_pipeline(service)  # the same hooks and event subscribers as every process
     from dicom_nodes.server import start_dicom_server
+    from gateway.core.tls import dicom_server_context
 
     parser = argparse.ArgumentParser(prog="gateway.process.dicom_child")
     parser.add_argument("--handoff-fd", type=int, required=True)
@@ -41,7 +42,12 @@ def main() -> None:
     ]
     if settings.dicom.tls_port is not None:
         servers.append(
-            start_dicom_server(settings.dicom, service.receiver, dicom_services(service), tls=True)
+            start_dicom_server(
+                settings.dicom,
+                service.receiver,
+                dicom_services(service),
+                ssl_context=dicom_server_context(settings.dicom),
+            )
         )
     stop.wait()
     for server in servers:

@@ -66,6 +66,7 @@ def serve(settings: Settings, roles: list[str]) -> None:
     if "dicom" in roles:
         from dicom_nodes.dispatch import Dispatcher, channel_pair
         from dicom_nodes.server import start_dicom_server
+        from gateway.core.tls import dicom_server_context
 
         channels = []
         for _ in range(settings.dicom.processes - 1):
@@ -82,7 +83,10 @@ def serve(settings: Settings, roles: list[str]) -> None:
             stoppers.append(dispatcher.close)
         if settings.dicom.tls_port is not None:
             tls_server = start_dicom_server(
-                settings.dicom, service.receiver, dicom_services(service), tls=True
+                settings.dicom,
+                service.receiver,
+                dicom_services(service),
+                ssl_context=dicom_server_context(settings.dicom),
             )
             stoppers.append(tls_server.shutdown)
     if "hl7" in roles:

@@ -1,16 +1,25 @@
 """Where the pipeline's parts plug into a process: job handlers, hooks, extra DIMSE services.
 
 Each later part (forwarding, HL7 orders, worklist, MPPS, costing) adds itself here, so
-``runner`` stays the same and a newcomer finds every wiring in one place.
+``runner`` stays the same and a newcomer finds every wiring in one place. It is also the
+one place the DIMSE services meet the database: ``dicom_nodes`` speaks DICOM and is
+handed the small adapters below (``dicom_nodes.ports``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from pydicom import Dataset
+
+from dicom_nodes.ports import MppsResult, Recorded, WorklistQuery
 from dicom_nodes.server import ServiceSpec
 from gateway.core.context import ProcessContext
+from gateway.core.database import Database
+from gateway.forwarding.commitment.record import record_request
+from gateway.orders import mpps
+from gateway.orders.worklist import find
 
 
 def install_pipeline(service: ProcessContext) -> None:
@@ -68,16 +77,75 @@ def start_forwarding(service: ProcessContext) -> Callable[[], None]:
     return stop
 
 
+class WorklistFromDatabase:
+    """``WorklistSource``: the open scheduled steps matching a C-FIND, read in one session."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def __call__(self, query: WorklistQuery) -> list[Dataset]:
+        with self.db.session_factory() as session:
+            return list(find(session, query))
+
+
+class MppsInDatabase:
+    """``MppsRecorder``: each N-CREATE / N-SET applied in its own write transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self, sop_uid: str, attrs: Dataset, calling_ae: str, *, films: int | None
+    ) -> MppsResult:
+        with self.db.write_session() as session:
+            return mpps.create(session, sop_uid, attrs, calling_ae, films=films)
+
+    def update(self, sop_uid: str, mods: Dataset, *, films: int | None) -> MppsResult:
+        with self.db.write_session() as session:
+            return mpps.update(session, sop_uid, mods, films=films)
+
+
+class CommitmentInDatabase:
+    """``CommitmentRecorder``: the request, its items and its job in one transaction;
+    ``timeout_s`` is ``commitment.timeout_s`` (when unverified instances count as failed)."""
+
+    def __init__(self, db: Database, timeout_s: float) -> None:
+        self.db = db
+        self.timeout_s = timeout_s
+
+    def __call__(
+        self,
+        transaction_uid: str,
+        calling_ae: str,
+        peer_address: str,
+        references: Sequence[tuple[str, str]],
+    ) -> Recorded:
+        with self.db.write_session() as session:
+            return record_request(
+                session, transaction_uid, calling_ae, peer_address, references, self.timeout_s
+            )
+
+
 def dicom_services(service: ProcessContext) -> list[ServiceSpec]:
     """Extra DIMSE services (worklist, MPPS, storage commitment) for the DICOM node."""
     from dicom_nodes.commitment import CommitmentSCP
     from dicom_nodes.mpps import MppsSCP
     from dicom_nodes.worklist import WorklistSCP
 
+    settings = service.settings
     return [
-        WorklistSCP(service.db, service.settings).spec(),
-        MppsSCP(service.db).spec(),
-        CommitmentSCP(service.db, service.settings).spec(),
+        WorklistSCP(
+            WorklistFromDatabase(service.db),
+            settings.dicom,
+            max_results=settings.worklist.max_results,
+            modality_from_calling_ae=settings.worklist.modality_from_calling_ae,
+        ).spec(),
+        MppsSCP(MppsInDatabase(service.db)).spec(),
+        CommitmentSCP(
+            CommitmentInDatabase(service.db, settings.commitment.timeout_s),
+            settings.dicom.peers,
+            max_references=settings.commitment.max_references,
+        ).spec(),
     ]
 
 

@@ -7,13 +7,13 @@ its outcome was reported (or given up), the same report is sent again.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from dicom_nodes.ports import Recorded
 from gateway.core import jobs
 from gateway.core.models import utcnow
 from gateway.forwarding.commitment.models import (
@@ -24,12 +24,6 @@ from gateway.forwarding.commitment.models import (
 )
 
 KIND = "commitment"
-
-
-class Recorded(enum.Enum):
-    NEW = "new"
-    REPEATED = "repeated"  # same Transaction UID from the same AE: already recorded
-    CONFLICT = "conflict"  # Transaction UID already used by another AE
 
 
 def record_request(
