@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite: lint, format check, type check, then pytest (SQLite and a
+# Run the whole test suite: lint, format, types, import contracts, then pytest (SQLite and a
 # throw-away PostgreSQL, real dcmtk, Orthanc and Chromium), then the DICOM receive/forward
 # tests on stock pynetdicom. Extra arguments go to pytest (and skip that second run).
 set -euo pipefail
@@ -8,6 +8,7 @@ scripts/bootstrap.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy gateway dicom_nodes hl7 pricing_norms
+.venv/bin/lint-imports  # import contracts: [tool.importlinter] in pyproject.toml
 .venv/bin/pytest -p no:cacheprovider "$@"
 if [ $# -eq 0 ]; then
   # The DICOM receive, forward (corrected too) and state-machine tests on stock pynetdicom

@@ -11,38 +11,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from gateway.auth.deps import get_read_session, get_service
 from gateway.core.audit import AuditRecord
 from gateway.core.context import ProcessContext
+from gateway.views.audit import AuditPage, audit_out, audit_page
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class AuditOut(BaseModel):
-    id: int
-    seq: int
-    at: datetime
-    user: str
-    role: str
-    source: str
-    action: str
-    object_type: str
-    object_id: str
-    outcome: str
-    detail: str
-
-
-class AuditPage(BaseModel):
-    total: int
-    offset: int
-    limit: int
-    items: list[AuditOut]
 
 
 class AuditFilter:
@@ -80,22 +59,6 @@ class AuditFilter:
         return query
 
 
-def _out(r: AuditRecord) -> AuditOut:
-    return AuditOut(
-        id=r.id,
-        seq=r.seq,
-        at=r.at,
-        user=r.user_name,
-        role=r.role,
-        source=r.source,
-        action=r.action,
-        object_type=r.object_type,
-        object_id=r.object_id,
-        outcome=r.outcome,
-        detail=r.detail,
-    )
-
-
 @router.get("", response_model=AuditPage)
 def list_audit(
     session: Annotated[Session, Depends(get_read_session)],
@@ -103,10 +66,7 @@ def list_audit(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AuditPage:
-    query = filters.apply(select(AuditRecord))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AuditRecord.seq.desc()).offset(offset).limit(limit))
-    return AuditPage(total=total, offset=offset, limit=limit, items=[_out(r) for r in rows])
+    return audit_page(session, filters.apply(select(AuditRecord)), offset=offset, limit=limit)
 
 
 COLUMNS = ["seq", "at", "user", "role", "source", "action", "object_type", "object_id",
@@ -127,7 +87,7 @@ def export_audit(
         writer.writerow(COLUMNS)
         with service.db.read_session() as session:
             for r in session.scalars(query):
-                o = _out(r).model_dump()
+                o = audit_out(r).model_dump()
                 writer.writerow([o[c] if c != "at" else r.at.isoformat() for c in COLUMNS])
                 if buf.tell() > 65536:
                     yield buf.getvalue().encode()

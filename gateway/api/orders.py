@@ -1,128 +1,33 @@
-"""Order routes: orders with their patient, requested procedures and scheduled steps."""
+"""Order routes over :mod:`gateway.views.orders`: the list (filtered, paged) and one order
+with its status history."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.auth.deps import get_read_session
 from gateway.orders.models import (
     Order,
-    OrderPatient,
     RequestedProcedure,
     ScheduledStep,
     StatusChange,
+)
+from gateway.views.orders import (
+    HistoryOut,
+    OrderDetail,
+    OrderPage,
+    order_out,
+    order_page,
 )
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 _DATE = re.compile(r"^\d{8}$")
-
-
-class StepOut(BaseModel):
-    step_id: str
-    modality: str
-    station_ae: list[str]
-    start_date: str
-    start_time: str
-    description: str
-    status: str
-
-
-class ProcedureOut(BaseModel):
-    requested_procedure_id: str
-    accession_number: str
-    study_instance_uid: str
-    procedure_code: str
-    procedure_text: str
-    coding_system: str
-    steps: list[StepOut]
-
-
-class OrderOut(BaseModel):
-    placer_number: str
-    filler_number: str
-    status: str
-    patient_id: str
-    patient_issuer: str
-    patient_name: str
-    priority: str
-    created_at: datetime
-    updated_at: datetime
-    procedures: list[ProcedureOut]
-
-
-class HistoryOut(BaseModel):
-    status: str
-    source: str
-    step_id: str | None
-    at: datetime
-
-
-class OrderDetail(OrderOut):
-    history: list[HistoryOut]
-
-
-class OrderPage(BaseModel):
-    total: int
-    offset: int
-    limit: int
-    items: list[OrderOut]
-
-
-def _order_out(session: Session, order: Order) -> OrderOut:
-    patient = session.get(OrderPatient, order.patient_pk)
-    assert patient is not None
-    procedures = []
-    for rp in session.scalars(
-        select(RequestedProcedure)
-        .where(RequestedProcedure.order_pk == order.id)
-        .order_by(RequestedProcedure.id)
-    ):
-        steps = [
-            StepOut(
-                step_id=s.step_id,
-                modality=s.modality,
-                station_ae=[a for a in s.station_ae.split("\\") if a],
-                start_date=s.start_date,
-                start_time=s.start_time,
-                description=s.description,
-                status=s.status,
-            )
-            for s in session.scalars(
-                select(ScheduledStep).where(ScheduledStep.rp_pk == rp.id).order_by(ScheduledStep.id)
-            )
-        ]
-        procedures.append(
-            ProcedureOut(
-                requested_procedure_id=rp.requested_procedure_id,
-                accession_number=rp.accession_number,
-                study_instance_uid=rp.study_instance_uid,
-                procedure_code=rp.procedure_code,
-                procedure_text=rp.procedure_text,
-                coding_system=rp.coding_system,
-                steps=steps,
-            )
-        )
-    name = "^".join([patient.family_name, patient.given_name, patient.middle_name]).rstrip("^")
-    return OrderOut(
-        placer_number=order.placer_number,
-        filler_number=order.filler_number,
-        status=order.status,
-        patient_id=patient.patient_id,
-        patient_issuer=patient.issuer,
-        patient_name=name,
-        priority=order.priority,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        procedures=procedures,
-    )
 
 
 @router.get("", response_model=OrderPage)
@@ -139,31 +44,16 @@ def list_orders(
     for value, name in ((date_from, "date_from"), (date_to, "date_to")):
         if value is not None and not _DATE.match(value):
             raise HTTPException(422, f"{name} must be YYYYMMDD")
-    query = select(Order.id).join(OrderPatient, Order.patient_pk == OrderPatient.id)
-    if status:
-        query = query.where(Order.status == status.upper())
-    if patient_id:
-        query = query.where(OrderPatient.patient_id == patient_id)
-    if modality or date_from or date_to:
-        steps = select(RequestedProcedure.order_pk).join(
-            ScheduledStep, ScheduledStep.rp_pk == RequestedProcedure.id
-        )
-        if modality:
-            steps = steps.where(ScheduledStep.modality == modality.upper())
-        if date_from:
-            steps = steps.where(ScheduledStep.start_date >= date_from)
-        if date_to:
-            steps = steps.where(ScheduledStep.start_date <= date_to)
-        query = query.where(Order.id.in_(steps))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    ids = list(
-        session.scalars(
-            query.order_by(Order.updated_at.desc(), Order.id.desc()).offset(offset).limit(limit)
-        )
+    return order_page(
+        session,
+        status=status,
+        modality=modality,
+        date_from=date_from,
+        date_to=date_to,
+        patient_id=patient_id,
+        offset=offset,
+        limit=limit,
     )
-    order_by_id = {o.id: o for o in session.scalars(select(Order).where(Order.id.in_(ids)))}
-    items = [_order_out(session, order_by_id[i]) for i in ids]
-    return OrderPage(total=total, offset=offset, limit=limit, items=items)
 
 
 @router.get("/{accession}", response_model=OrderDetail)
@@ -198,4 +88,4 @@ def get_order(
             select(StatusChange).where(StatusChange.order_pk == order.id).order_by(StatusChange.id)
         )
     ]
-    return OrderDetail(**_order_out(session, order).model_dump(), history=history)
+    return OrderDetail(**order_out(session, order).model_dump(), history=history)

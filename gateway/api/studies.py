@@ -1,4 +1,5 @@
-"""Study routes: list with paging and filters, and one study with its series."""
+"""Study routes: the list (:mod:`gateway.views.studies`), one study with its series and
+forwarding, the link to an order and the retry of dead instances."""
 
 from __future__ import annotations
 
@@ -14,40 +15,18 @@ from sqlalchemy.orm import Session
 from dicom_nodes.identifiers import InvalidIdentifier, is_valid_uid
 from gateway.auth.deps import get_read_session, get_service, get_session
 from gateway.core.context import ProcessContext
-from gateway.core.models import ForwardState, Instance, Patient, Series, Study, StudyForward
+from gateway.core.models import ForwardState, Instance, Series, Study, StudyForward
 from gateway.forwarding.dead_jobs import dead_in_study, retry_study
 from gateway.forwarding.pacs_client import PacsError
 from gateway.orders.models import RequestedProcedure
 from gateway.reconciliation import reconcile
 from gateway.reconciliation.models import MatchState, StudyMatch
 from gateway.results.notify import viewer_url
+from gateway.views.studies import StudyPage, StudySummary, study_page, summary
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
 _DATE = re.compile(r"^\d{8}$")
-
-
-class StudySummary(BaseModel):
-    study_uid: str
-    match_state: str
-    match_reason: str
-    patient_id: str
-    patient_name: str
-    accession_number: str
-    study_date: str
-    modalities: list[str]
-    state: str
-    instances: int
-    first_received_at: datetime
-    last_received_at: datetime
-    stable_at: datetime | None
-
-
-class StudyPage(BaseModel):
-    total: int
-    offset: int
-    limit: int
-    items: list[StudySummary]
 
 
 class SeriesDetail(BaseModel):
@@ -128,33 +107,17 @@ def list_studies(
 ) -> StudyPage:
     _check_date(date_from, "date_from")
     _check_date(date_to, "date_to")
-    query = select(Study.id)  # every study has its patient: join only to filter by one
-    if matched is not None:
-        is_matched = select(StudyMatch.study_pk).where(StudyMatch.state == MatchState.MATCHED)
-        query = query.where(Study.id.in_(is_matched) if matched else Study.id.notin_(is_matched))
-    if date_from:
-        query = query.where(Study.study_date >= date_from)
-    if date_to:
-        query = query.where(Study.study_date <= date_to)
-    if patient_id:
-        query = query.join(Patient, Study.patient_pk == Patient.id).where(
-            Patient.patient_id == patient_id
-        )
-    if state:
-        query = query.where(Study.state == state.upper())
-    if modality:
-        query = query.where(
-            Study.id.in_(select(Series.study_pk).where(Series.modality == modality.upper()))
-        )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    ids = list(
-        session.scalars(
-            query.order_by(Study.last_received_at.desc(), Study.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
+    return study_page(
+        session,
+        date_from=date_from,
+        date_to=date_to,
+        modality=modality,
+        patient_id=patient_id,
+        state=state,
+        matched=matched,
+        offset=offset,
+        limit=limit,
     )
-    return StudyPage(total=total, offset=offset, limit=limit, items=_summaries(session, ids))
 
 
 @router.get("/{study_uid}", response_model=StudyDetail)
@@ -168,7 +131,7 @@ def get_study(
     study_pk = session.scalar(select(Study.id).where(Study.study_uid == study_uid))
     if study_pk is None:
         raise HTTPException(404, "study not found")
-    summary = _summary(session, study_pk)
+    head = summary(session, study_pk)
     rows = session.execute(
         select(Series, func.count(Instance.id))
         .outerjoin(Instance, Instance.series_pk == Series.id)
@@ -231,7 +194,7 @@ def get_study(
         except PacsError:
             link = None
     return StudyDetail(
-        **summary.model_dump(),
+        **head.model_dump(),
         series=series,
         forwarding=forwarding,
         purged_at=purged_at,
@@ -275,78 +238,3 @@ def link_study(
     return LinkResult(
         study_uid=study_uid, match_state=result.state, accession_number=body.accession_number
     )
-
-
-def _summary(session: Session, study_pk: int) -> StudySummary:
-    return _summaries(session, [study_pk])[0]
-
-
-def _summaries(session: Session, study_pks: list[int]) -> list[StudySummary]:
-    """The summaries of ``study_pks``, in that order: four queries for the whole page."""
-    if not study_pks:
-        return []
-    # Columns, not entities: a page of ORM objects costs more than the queries.
-    rows = {
-        row.id: row
-        for row in session.execute(
-            select(
-                Study.id,
-                Study.study_uid,
-                Study.accession_number,
-                Study.study_date,
-                Study.state,
-                Study.first_received_at,
-                Study.last_received_at,
-                Study.stable_at,
-                Patient.patient_id,
-                Patient.name,
-            )
-            .join(Patient, Study.patient_pk == Patient.id)
-            .where(Study.id.in_(study_pks))
-        )
-    }
-    modalities: dict[int, set[str]] = {pk: set() for pk in study_pks}
-    for pk, modality in session.execute(
-        select(Series.study_pk, Series.modality).where(Series.study_pk.in_(study_pks)).distinct()
-    ):
-        if modality:
-            modalities[pk].add(modality)
-    counts = {
-        pk: int(n)
-        for pk, n in session.execute(
-            select(Series.study_pk, func.count(Instance.id))
-            .join(Instance, Instance.series_pk == Series.id)
-            .where(Series.study_pk.in_(study_pks))
-            .group_by(Series.study_pk)
-        )
-    }
-    matches = {
-        pk: (state, reason)
-        for pk, state, reason in session.execute(
-            select(StudyMatch.study_pk, StudyMatch.state, StudyMatch.reason).where(
-                StudyMatch.study_pk.in_(study_pks)
-            )
-        )
-    }
-    out = []
-    for pk in study_pks:
-        row = rows[pk]
-        match = matches.get(pk, ("", ""))
-        out.append(
-            StudySummary(
-                study_uid=row.study_uid,
-                match_state=match[0],
-                match_reason=match[1],
-                patient_id=row.patient_id,
-                patient_name=row.name,
-                accession_number=row.accession_number,
-                study_date=row.study_date,
-                modalities=sorted(modalities[pk]),
-                state=row.state,
-                instances=counts.get(pk, 0),
-                first_received_at=row.first_received_at,
-                last_received_at=row.last_received_at,
-                stable_at=row.stable_at,
-            )
-        )
-    return out

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.auth import accounts
 from gateway.auth.accounts import Principal
 from gateway.auth.deps import current_principal, get_read_session, get_session
-from gateway.auth.models import User
+from gateway.views.users import UserOut, user_list, user_out
 
 router = APIRouter(tags=["users"])
 
@@ -22,14 +20,6 @@ class Me(BaseModel):
     name: str
     role: str
     via: str
-
-
-class UserOut(BaseModel):
-    name: str
-    role: str
-    disabled: bool
-    created_at: datetime
-    last_login_at: datetime | None
 
 
 class UserCreate(BaseModel):
@@ -46,16 +36,6 @@ class TokenOut(BaseModel):
     token: str = Field(description="shown once; only its hash is stored")
 
 
-def _out(u: User) -> UserOut:
-    return UserOut(
-        name=u.name,
-        role=u.role,
-        disabled=u.disabled,
-        created_at=u.created_at,
-        last_login_at=u.last_login_at,
-    )
-
-
 @router.get("/api/me", response_model=Me)
 def me(principal: Annotated[Principal, Depends(current_principal)]) -> Me:
     return Me(name=principal.name, role=principal.role, via=principal.via)
@@ -63,7 +43,7 @@ def me(principal: Annotated[Principal, Depends(current_principal)]) -> Me:
 
 @router.get("/api/users", response_model=list[UserOut])
 def list_users(session: Annotated[Session, Depends(get_read_session)]) -> list[UserOut]:
-    return [_out(u) for u in session.scalars(select(User).order_by(User.name))]
+    return user_list(session)
 
 
 @router.post("/api/users", response_model=UserOut, status_code=201)
@@ -75,7 +55,7 @@ def create_user(
         user = accounts.create_user(session, body.name, body.role, body.password)
     except accounts.AccountError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _out(user)
+    return user_out(user)
 
 
 @router.post("/api/users/{name}/disable", response_model=UserOut)
@@ -84,7 +64,7 @@ def disable_user(name: str, session: Annotated[Session, Depends(get_session)]) -
         user = accounts.set_disabled(session, accounts.validate_name(name), True)
     except accounts.AccountError as exc:
         raise HTTPException(404 if "no user" in str(exc) else 422, str(exc)) from None
-    return _out(user)
+    return user_out(user)
 
 
 @router.post("/api/users/{name}/tokens", response_model=TokenOut, status_code=201)

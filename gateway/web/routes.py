@@ -26,11 +26,18 @@ from sqlalchemy.orm import Session
 from gateway.auth import accounts, policy
 from gateway.auth.accounts import Principal
 from gateway.auth.deps import current_principal, get_read_session, get_service
+from gateway.auth.mask import masks_patient_data
 from gateway.auth.middleware import SESSION_COOKIE
 from gateway.auth.models import Role
 from gateway.core import audit
+from gateway.core.audit import AuditRecord
 from gateway.core.context import ProcessContext
 from gateway.core.models import Study
+from gateway.views import audit as audit_views
+from gateway.views.hl7_messages import message_page
+from gateway.views.orders import order_page
+from gateway.views.studies import study_page, summaries
+from gateway.views.users import user_list
 from gateway.web import i18n, pages
 from gateway.web.charts import bar_chart
 
@@ -211,9 +218,7 @@ def orders_page(
     patient_id: Annotated[str | None, Query(max_length=64)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
-    from gateway.api.orders import list_orders
-
-    page = list_orders(session, patient_id=patient_id or None, offset=offset, limit=50)
+    page = order_page(session, patient_id=patient_id or None, offset=offset, limit=50)
     return render(request, "orders.html", page=page, patient_id=patient_id or "")
 
 
@@ -224,9 +229,7 @@ def studies_page(
     patient_id: Annotated[str | None, Query(max_length=64)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
-    from gateway.api.studies import list_studies
-
-    page = list_studies(session, patient_id=patient_id or None, offset=offset, limit=25)
+    page = study_page(session, patient_id=patient_id or None, offset=offset, limit=25)
     pks = dict(
         session.execute(
             select(Study.study_uid, Study.id).where(
@@ -242,10 +245,8 @@ def studies_page(
 def unmatched_page(
     request: Request, session: Annotated[Session, Depends(get_read_session)]
 ) -> HTMLResponse:
-    from gateway.api.studies import _summaries
-
     pks = pages.unmatched_study_pks(session, limit=50)
-    items = _summaries(session, pks)
+    items = summaries(session, pks)
     states = pages.pipelines(session, [(pk, s.study_uid) for pk, s in zip(pks, items, strict=True)])
     return render(request, "unmatched.html", items=items, states=states)
 
@@ -266,9 +267,7 @@ def hl7_page(
     principal: Annotated[Principal, Depends(current_principal)],
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
-    from gateway.api.hl7_messages import list_messages
-
-    page = list_messages(session, principal=principal, offset=offset, limit=50)
+    page = message_page(session, mask=masks_patient_data(principal), offset=offset, limit=50)
     return render(request, "hl7.html", page=page)
 
 
@@ -358,9 +357,12 @@ def audit_page(
     action: Annotated[str | None, Query(max_length=64)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
-    from gateway.api.audit import AuditFilter, list_audit
-
-    page = list_audit(session, AuditFilter(user or None, action or None), offset=offset, limit=100)
+    query = select(AuditRecord)
+    if user:
+        query = query.where(AuditRecord.user_name == user)
+    if action:
+        query = query.where(AuditRecord.action.startswith(action, autoescape=True))
+    page = audit_views.audit_page(session, query, offset=offset, limit=100)
     qs = urlencode({k: v for k, v in {"user": user, "action": action}.items() if v})
     return render(request, "audit.html", page=page, qs=qs, user=user or "", action=action or "")
 
@@ -369,6 +371,4 @@ def audit_page(
 def users_page(
     request: Request, session: Annotated[Session, Depends(get_read_session)]
 ) -> HTMLResponse:
-    from gateway.api.users import list_users
-
-    return render(request, "users.html", users=list_users(session), roles=Role.ALL)
+    return render(request, "users.html", users=user_list(session), roles=Role.ALL)
