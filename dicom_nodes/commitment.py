@@ -26,9 +26,9 @@ from pynetdicom.dimse_primitives import N_ACTION
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
+from dicom_nodes.association_policy import _host_matches
 from dicom_nodes.config import DicomPeer
 from dicom_nodes.identifiers import InvalidIdentifier, validate_uid
-from dicom_nodes.policy import _host_matches
 from dicom_nodes.ports import CommitmentRecorder, Recorded
 
 log = logging.getLogger(__name__)

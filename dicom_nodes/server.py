@@ -19,9 +19,9 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_nodes import fast_path
+from dicom_nodes.association_policy import AssociationPolicy, PolicyAE
 from dicom_nodes.config import DicomSettings
 from dicom_nodes.dispatch import DONE, Dispatcher, StoredReporter, receive_handed, report
-from dicom_nodes.policy import AssociationPolicy, PolicyAE
 from dicom_nodes.ports import InstanceSink
 from dicom_nodes.storage import StorageSCP, storage_contexts
 from dicom_nodes.transport import FastAssociationServer, HandedConnectionServer

@@ -17,8 +17,8 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
+from dicom_nodes.association_policy import AssociationPolicy
 from dicom_nodes.config import DicomSettings
-from dicom_nodes.policy import AssociationPolicy
 from dicom_nodes.ports import WorklistQuery, WorklistSource
 
 log = logging.getLogger(__name__)
