@@ -3,14 +3,16 @@
 corrected: an HL7 order (ORM^O01 over MLLP) with other demographics than the modality's
 came first, so every instance leaves with the order's values and an Original Attributes
 Sequence (the normal case in a hospital), (c) by storescu to the gateway for a study
-without an order (``reconcile.unmatched = "forward"``: forwarded as received).
+without an order (``reconcile.unmatched = "forward"``: forwarded as received), (d) as (b)
+through a second gateway on stock pynetdicom (``dicom.fast_path = false``; a corrected
+instance leaves as its whole corrected data set) forwarding to its own Orthanc.
 
-(a), (b) and (c) take turns for ``--rounds`` rounds (3 by default; a new study each
-time), so a drift of this shared machine's speed falls on all; single runs here drift by
-a third. A 20-instance study through each path first warms them up (not timed).
-Prints one JSON line: ``direct_s``, ``gateway_s`` (matched) and ``gateway_unmatched_s``
-(medians of the rounds), ``ratio`` (gateway_s / direct_s), ``ratio_unmatched`` and every
-round's figures.
+(a) to (d) take turns for ``--rounds`` rounds (3 by default; a new study each time), so a
+drift of this shared machine's speed falls on all; single runs here drift by a third. A
+20-instance study through each path first warms them up (not timed).
+Prints one JSON line: ``direct_s``, ``gateway_s`` (matched), ``gateway_unmatched_s`` and
+``gateway_s_stock`` (medians of the rounds), ``ratio`` (gateway_s / direct_s),
+``ratio_unmatched``, ``ratio_stock`` and every round's figures.
 Usage: .venv/bin/python -m bench.forward [--instances N] [--rounds R]
 """
 
@@ -177,12 +179,16 @@ def main() -> None:
             make_ct_study(work / f"direct{r}", n, accession=f"DIRECT{r}")[1],
             make_ct_study(work / f"gw{r}", n, accession=f"MATCH{r}", patient_id="TYPO")[1],
             make_ct_study(work / f"raw{r}", n, accession=f"NOORDER{r}")[1],
+            make_ct_study(work / f"stock{r}", n, accession=f"STOCK{r}", patient_id="TYPO")[1],
         )
         for r in range(args.rounds)
     ]
     _, warm_direct = make_ct_study(work / "warm-direct", WARM_UP, accession="WARMD")
     _, warm_gw = make_ct_study(work / "warm-gw", WARM_UP, accession="WARMG", patient_id="TYPO")
     _, warm_raw = make_ct_study(work / "warm-raw", WARM_UP, accession="WARMR")
+    _, warm_stock = make_ct_study(
+        work / "warm-stock", WARM_UP, accession="WARMS", patient_id="TYPO"
+    )
 
     def orthanc(name: str) -> LocalOrthanc:
         server = LocalOrthanc(
@@ -193,38 +199,52 @@ def main() -> None:
 
     direct = orthanc("orthanc-direct")
     pacs = orthanc("orthanc-gw")
-    gw = GatewayProcess(
-        work / "gateway",
-        f"sqlite:///{work / 'gateway' / 'risgate.db'}",
-        {
-            "dicom": {"processes": args.processes},
-            "log": {"level": "WARNING"},
-            # (c) has no order: forward it rather than hold it for reconciliation.
-            "reconcile": {"unmatched": "forward"},
-            "forward": {
-                "destinations": [
-                    destination_for(pacs, protocol=args.protocol, associations=args.associations)
-                ]
+    pacs_stock = orthanc("orthanc-gw-stock")
+
+    def gateway(name: str, target: LocalOrthanc, fast: bool) -> GatewayProcess:
+        return GatewayProcess(
+            work / name,
+            f"sqlite:///{work / name / 'risgate.db'}",
+            {
+                "dicom": {"processes": args.processes, "fast_path": fast},
+                "log": {"level": "WARNING"},
+                # (c) has no order: forward it rather than hold it for reconciliation.
+                "reconcile": {"unmatched": "forward"},
+                "forward": {
+                    "destinations": [
+                        destination_for(
+                            target, protocol=args.protocol, associations=args.associations
+                        )
+                    ]
+                },
             },
-        },
-    )
+        )
+
+    gw = gateway("gateway", pacs, True)
+    gw_stock = gateway("gateway-stock", pacs_stock, False)
     direct_s: list[float] = []
     gateway_s: list[float] = []
     unmatched_s: list[float] = []
     receive_s: list[float] = []
+    stock_s: list[float] = []
+    stock_receive_s: list[float] = []
     try:
         gw.start()
+        gw_stock.start()
         for r in range(args.rounds):
             _order(gw.hl7_port, f"MATCH{r}", r)
+            _order(gw_stock.hl7_port, f"STOCK{r}", r)
         _order(gw.hl7_port, "WARMG", args.rounds)
+        _order(gw_stock.hl7_port, "WARMS", args.rounds)
         # A small study through each path first (not timed): first associations, lazy
         # imports and cold caches on all sides.
         _round(direct, direct.config.dicom_port, "ORTHANC", warm_direct, WARM_UP)
         _round(pacs, gw.dicom_port, "RISGATE", warm_gw, WARM_UP)
         _round(pacs, gw.dicom_port, "RISGATE", warm_raw, 2 * WARM_UP)
-        # Direct and through the gateway take turns, so drifts of the machine's speed
+        _round(pacs_stock, gw_stock.dicom_port, "RISGATE", warm_stock, WARM_UP)
+        # Direct and through the gateways take turns, so drifts of the machine's speed
         # fall on all paths alike.
-        for r, (direct_files, gw_files, raw_files) in enumerate(studies):
+        for r, (direct_files, gw_files, raw_files, stock_files) in enumerate(studies):
             direct_s.append(
                 _round(
                     direct, direct.config.dicom_port, "ORTHANC", direct_files, WARM_UP + n * (r + 1)
@@ -235,12 +255,25 @@ def main() -> None:
             gateway_s.append(total)
             receive_s.append(send)
             unmatched_s.append(_round(pacs, gw.dicom_port, "RISGATE", raw_files, expected + n)[0])
+            total, send = _round(
+                pacs_stock, gw_stock.dicom_port, "RISGATE", stock_files, WARM_UP + n * (r + 1)
+            )
+            stock_s.append(total)
+            stock_receive_s.append(send)
         corrected = _corrected_share(pacs, [f"MATCH{r}" for r in range(args.rounds)])
+        corrected_stock = _corrected_share(pacs_stock, [f"STOCK{r}" for r in range(args.rounds)])
     finally:
         gw.stop()
+        gw_stock.stop()
         pacs.stop()
+        pacs_stock.stop()
         direct.stop()
-    problems = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
+    problems = [
+        line
+        for g in (gw, gw_stock)
+        for line in g.log_path.read_text().splitlines()
+        if '"ERROR"' in line
+    ]
     for line in problems[:10]:
         print(line, file=sys.stderr)
     if args.full_path:
@@ -248,6 +281,7 @@ def main() -> None:
     direct_median = statistics.median(direct_s)
     gateway_median = statistics.median(gateway_s)
     unmatched_median = statistics.median(unmatched_s)
+    stock_median = statistics.median(stock_s)
     emit(
         {
             "bench": "forward",
@@ -259,10 +293,15 @@ def main() -> None:
             "gateway_receive_s": round(statistics.median(receive_s), 2),
             "ratio": round(gateway_median / direct_median, 2),
             "ratio_unmatched": round(unmatched_median / direct_median, 2),
+            "gateway_s_stock": round(stock_median, 2),
+            "gateway_receive_s_stock": round(statistics.median(stock_receive_s), 2),
+            "ratio_stock": round(stock_median / direct_median, 2),
             "corrected_instances": corrected,
+            "corrected_instances_stock": corrected_stock,
             "direct_rounds_s": [round(x, 2) for x in direct_s],
             "gateway_rounds_s": [round(x, 2) for x in gateway_s],
             "gateway_unmatched_rounds_s": [round(x, 2) for x in unmatched_s],
+            "gateway_stock_rounds_s": [round(x, 2) for x in stock_s],
         }
     )
     shutil.rmtree(work, ignore_errors=True)

@@ -159,6 +159,18 @@ def _checks_forward(r: dict[str, Any]) -> list[Check]:
                 None,
             )
         )
+    if "ratio_stock" in r:  # printed, no target: the fallback when fast_path is off
+        checks.append(
+            Check(
+                "forward",
+                f"{r['instances']} instances, matched, stock pynetdicom, complete in Orthanc, s",
+                f"{_num(r, 'gateway_s_stock'):.1f}",
+                f"direct {_num(r, 'direct_s'):.1f}",
+                f"{_num(r, 'ratio_stock'):.2f}x",
+                "",
+                None,
+            )
+        )
     return checks
 
 

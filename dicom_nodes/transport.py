@@ -63,6 +63,12 @@ class FastAssociationServer(ThreadedAssociationServer):
         ):
             request.close()  # the other process holds its own descriptor of the connection
             return
+        # pynetdicom leaves an accepted socket without a timeout: a send to a peer that
+        # stopped reading (or a read from one that stopped half-way through a PDU) would
+        # hold the association's thread for ever, its network timeout then waiting on it
+        # too. With one, the call fails after dicom.network_timeout_s and pynetdicom
+        # takes it as the connection closed (Evt17): the association ends.
+        request.settimeout(self.ae.network_timeout)
         with self._active_lock:
             self.active += 1
         super().process_request(request, client_address)

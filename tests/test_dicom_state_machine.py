@@ -1,7 +1,10 @@
 """The DICOM upper-layer state machine of the running gateway, driven by raw PDUs
 (PS3.8 section 9): an A-ABORT in each state a requestor can reach, a P-DATA on a context
 that was not accepted, a PDU over the negotiated maximum, a message reassembled from
-fragments in several PDUs, a release. After each, the gateway still serves.
+fragments in several PDUs, a release, a peer that stops reading. After each, the gateway
+still serves. The gateway never starts a release as an acceptor, so the A-RELEASE
+collision (PS3.8 9.2.7) is checked on its own requestor, the forward sender
+(:class:`~dicom_nodes.storescu.StoreSCU`), against a raw fake peer.
 
 It runs on whichever path ``RISGATE_DICOM__FAST_PATH`` selects (CI runs it on both, see
 scripts/test.sh): the fast path replaces pynetdicom's DUL internals, so these are the
@@ -10,32 +13,42 @@ checks that it still behaves as the state machine it replaces.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import struct
+import threading
+from pathlib import Path
 from typing import Any
 
 import pydicom
 import pydicom.filewriter
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 
+from bench.mwl import populate
 from dicom_nodes import fast_path
+from dicom_nodes.storescu import StoreSCU
 from tests.support import rawdicom as raw
+from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import echoscu
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.net import TCP_ESTABLISHED, TcpEnd, tcp_end
 from tests.support.wait import wait_until
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
-]
 
 FAST = fast_path.parse_mode(os.environ.get(fast_path.ENV, "true")) is not False
 ABORT = struct.pack(">BBI", 0x07, 0, 4) + b"\0" * 4  # A-ABORT, service user
 CT = [(1, raw.CT_STORAGE, [raw.EXPLICIT_LE])]
 ECHO = [(1, raw.VERIFICATION, [raw.IMPLICIT_LE])]
 MAX_PDU = 16384
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """The gateway's database: SQLite only (the state machine is the same on PostgreSQL)."""
+    return f"sqlite:///{tmp_path / 'test.db'}"
 
 
 @pytest.fixture
@@ -61,6 +74,7 @@ def _dataset(sop_uid: str) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.integration
 def test_abort_in_every_state_a_requestor_reaches(gw: GatewayProcess) -> None:
     """Sta2 (connection open, nothing said), Sta6 (associated, idle), Sta6 mid-message
     (a command without its dataset, a dataset cut between fragments): the gateway closes
@@ -96,6 +110,7 @@ def test_abort_in_every_state_a_requestor_reaches(gw: GatewayProcess) -> None:
         peer.close()
 
 
+@pytest.mark.integration
 def test_p_data_on_a_context_not_accepted(gw: GatewayProcess) -> None:
     peer = raw.RawAssociation(gw.dicom_port)
     try:
@@ -109,6 +124,7 @@ def test_p_data_on_a_context_not_accepted(gw: GatewayProcess) -> None:
     _alive(gw)
 
 
+@pytest.mark.integration
 def test_pdu_over_the_negotiated_maximum(gw: GatewayProcess) -> None:
     """A P-DATA-TF four times the gateway's maximum PDU: the association ends or the
     instance is answered (pynetdicom does not enforce its own maximum on receipt);
@@ -131,6 +147,7 @@ def test_pdu_over_the_negotiated_maximum(gw: GatewayProcess) -> None:
     _alive(gw)
 
 
+@pytest.mark.integration
 def test_message_reassembled_across_pdus(gw: GatewayProcess) -> None:
     """A C-ECHO command cut into three PDVs in three P-DATA-TF PDUs, and a C-STORE dataset
     in 1 KB fragments: both answered as if sent whole; then a clean release."""
@@ -163,3 +180,188 @@ def test_message_reassembled_across_pdus(gw: GatewayProcess) -> None:
     finally:
         peer.close()
     wait_until(lambda: echoscu(gw.dicom_port).returncode == 0, 10, "gateway serving")
+
+
+TIMEOUT_S = 10.0
+WORKLIST = [(1, raw.WORKLIST_FIND, [raw.IMPLICIT_LE])]
+
+
+class CollidingPeer(threading.Thread):
+    """A fake storage SCP on a raw socket, for one association: it answers each C-STORE
+    with Success and the requestor's A-RELEASE-RQ with an A-RELEASE-RQ of its own (a
+    release collision, PS3.8 9.2.7); once the requestor's A-RELEASE-RP has come (the
+    acceptor's Sta10 -> Sta12), it sends its own A-RELEASE-RP and waits for the requestor
+    to close the connection. It records the PDU types on the wire both ways."""
+
+    def __init__(self) -> None:
+        super().__init__(name="colliding-peer", daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.received: list[int] = []  # from the requestor, in order
+        self.sent: list[int] = []
+        self.closed_by_requestor = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+            peer = raw.RawAssociation.accepted(conn, timeout=TIMEOUT_S)
+            try:
+                self._serve(peer)
+                self.closed_by_requestor = peer.closed_by_peer(TIMEOUT_S)
+            finally:
+                peer.close()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.listener.close()
+
+    def _send(self, peer: raw.RawAssociation, pdu: bytes) -> None:
+        self.sent.append(pdu[0])
+        peer.send(pdu)
+
+    def _serve(self, peer: raw.RawAssociation) -> None:
+        request = peer.receive()
+        self.received.append(request.kind)
+        self._send(peer, raw.associate_ac(request))
+        command = b""
+        while True:
+            pdu = peer.receive()
+            self.received.append(pdu.kind)
+            if pdu.kind == 0x04:
+                for ctx_id, control, fragment in pdu.pdvs():
+                    if control & 0x01:
+                        command += fragment
+                    elif control & 0x02:  # the last fragment of a data set: answer it
+                        fields = raw.elements(command)
+                        answer = raw.response(
+                            0x8001,
+                            fields[(0x0000, 0x0002)].rstrip(b"\0").decode(),
+                            fields[(0x0000, 0x1000)].rstrip(b"\0").decode(),
+                            struct.unpack("<H", fields[(0x0000, 0x0110)])[0],
+                        )
+                        self._send(peer, raw.p_data(ctx_id, answer, is_command=True))
+                        command = b""
+            elif pdu.kind == 0x05:  # A-RELEASE-RQ: collide
+                self._send(peer, raw.RELEASE_RQ)
+            elif pdu.kind == 0x06:  # the requestor's A-RELEASE-RP: now ours
+                self._send(peer, raw.RELEASE_RP)
+                return
+            else:
+                return
+
+
+@pytest.mark.unit
+def test_release_collision_on_the_forward_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The forward sender releases its association and the peer answers with an
+    A-RELEASE-RQ of its own. As the requestor (Sta7 -> Sta9 -> Sta11 -> Sta1) the sender
+    answers A-RELEASE-RP, waits for the peer's, then closes the connection: no A-ABORT,
+    no hang, nothing raised in any thread."""
+    _, files = make_ct_study(tmp_path / "s", 1, size=16)
+    syntax = str(pydicom.dcmread(files[0], stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    leaked: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", leaked.append)
+    peer = CollidingPeer()
+    peer.start()
+    scu = StoreSCU("RISGATE", "127.0.0.1", peer.port, "COLLIDE", timeout_s=TIMEOUT_S)
+    assert scu.send([(files[0], raw.CT_STORAGE, syntax)]) == [None]
+    closing = threading.Thread(target=scu.close, name="release", daemon=True)
+    closing.start()
+    closing.join(3 * TIMEOUT_S)
+    assert not closing.is_alive(), "the sender hangs in its release"
+    peer.join(3 * TIMEOUT_S)
+    assert not peer.is_alive() and peer.error is None, peer.error
+    # A-ASSOCIATE-RQ, the C-STORE's P-DATA-TF PDUs, A-RELEASE-RQ, A-RELEASE-RP; then closed.
+    assert peer.received[0] == 0x01 and peer.received[-2:] == [0x05, 0x06], peer.received
+    assert set(peer.received[1:-2]) == {0x04}, peer.received
+    assert peer.sent == [0x02, 0x04, 0x05, 0x06]
+    assert peer.closed_by_requestor, "the sender left the connection open after the release"
+    assert leaked == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+STUCK_ITEMS = 1500  # worklist answers: more than a narrow peer's connection buffers hold
+STUCK_TIMEOUT_S = 4.0
+
+
+def _worklist_identifier() -> bytes:
+    """A C-FIND identifier asking for every usual return key (implicit VR LE)."""
+    ds = Dataset()
+    for keyword in (
+        "AccessionNumber", "ReferringPhysicianName", "PatientName", "PatientID",
+        "PatientBirthDate", "PatientSex", "StudyInstanceUID", "RequestedProcedureID",
+        "RequestedProcedureDescription",
+    ):  # fmt: skip
+        setattr(ds, keyword, "")
+    step = Dataset()
+    for keyword in (
+        "Modality", "ScheduledStationAETitle", "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepStartTime", "ScheduledProcedureStepDescription",
+        "ScheduledProcedureStepID", "ScheduledPerformingPhysicianName",
+    ):  # fmt: skip
+        setattr(step, keyword, "")
+    ds.ScheduledProcedureStepSequence = [step]
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, True
+    pydicom.filewriter.write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+@pytest.mark.integration
+def test_peer_that_stops_reading(gateway_factory: Any, db_url: str) -> None:
+    """A peer asks for a worklist of 1,500 items and never reads the answers (its narrow
+    window fills at once), so the gateway's send blocks: another association is served
+    meanwhile, and the stuck one is dropped once a send has been blocked for
+    ``dicom.network_timeout_s``, its answer cut short."""
+    populate(db_url, STUCK_ITEMS)
+    gw: GatewayProcess = gateway_factory.make(
+        {
+            "dicom": {
+                "processes": 1,
+                "max_pdu": MAX_PDU,
+                "network_timeout_s": STUCK_TIMEOUT_S,
+                "dimse_timeout_s": STUCK_TIMEOUT_S,
+                "acse_timeout_s": 3,
+            },
+            "worklist": {"max_results": STUCK_ITEMS},
+        }
+    )
+    gw.start()
+    stuck = raw.RawAssociation(gw.dicom_port, narrow=True)
+    try:
+        assert stuck.associate("FINDSCU", contexts=WORKLIST).kind == 0x02
+        stuck.send(raw.p_data(1, raw.command(0x0020, raw.WORKLIST_FIND, None), is_command=True))
+        stuck.send(raw.p_data(1, _worklist_identifier(), is_command=False))
+        port = stuck.sock.getsockname()[1]
+
+        def gateway_end() -> TcpEnd | None:
+            return tcp_end(gw.dicom_port, port)
+
+        # More answered than the peer's whole window: the rest waits in the gateway.
+        wait_until(
+            lambda: (end := gateway_end()) is not None and end.send_queue >= 4096,
+            60,
+            "answers the gateway cannot deliver",
+        )
+        assert echoscu(gw.dicom_port).returncode == 0, "another association is not served"
+        end = gateway_end()
+        assert end is not None and end.state == TCP_ESTABLISHED, "dropped before it was stuck"
+        wait_until(
+            lambda: (end := gateway_end()) is None or end.state != TCP_ESTABLISHED,
+            STUCK_TIMEOUT_S + 20,
+            "the gateway to drop the stuck association",
+        )
+        statuses: list[int | None] = []
+        try:
+            while True:
+                pdu = stuck.receive()
+                if pdu.kind == 0x04 and pdu.pdvs()[0][1] & 0x01:
+                    statuses.append(pdu.status())
+        except OSError:  # closed (or reset) by the gateway, after what it still had queued
+            pass
+        assert 0x0000 not in statuses and len(statuses) < STUCK_ITEMS, "the answer was not cut"
+    finally:
+        stuck.close()
+    _alive(gw)

@@ -1,8 +1,10 @@
 """Raw DICOM upper-layer PDUs over plain sockets, for hostile peers in the proof tests.
 
-Builds A-ASSOCIATE-RQ, P-DATA-TF (C-STORE/C-ECHO commands in implicit VR little endian)
-and A-RELEASE-RQ by hand (PS3.8 section 9.3), so that a test can send what no well-behaved
-toolkit would: truncated PDUs, lying lengths, connections that go away mid-dataset.
+Builds A-ASSOCIATE-RQ, P-DATA-TF (C-STORE/C-ECHO/C-FIND commands in implicit VR little
+endian) and A-RELEASE-RQ by hand (PS3.8 section 9.3), so that a test can send what no
+well-behaved toolkit would: truncated PDUs, lying lengths, connections that go away
+mid-dataset. The acceptor's side (A-ASSOCIATE-AC, A-RELEASE-RP, a C-STORE response) is
+here too, for fake peers of the gateway's own SCU.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 VERIFICATION = "1.2.840.10008.1.1"
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 
 
 def _uid(value: str) -> bytes:
@@ -62,13 +65,25 @@ def command(field: int, sop_class: str, sop_instance: str | None, msg_id: int = 
     body = _element(0x0000, 0x0002, _uid(sop_class))
     body += _element(0x0000, 0x0100, struct.pack("<H", field))
     body += _element(0x0000, 0x0110, struct.pack("<H", msg_id))
-    if field == 0x0001:  # C-STORE-RQ
+    if field in (0x0001, 0x0020):  # C-STORE-RQ, C-FIND-RQ
         body += _element(0x0000, 0x0700, struct.pack("<H", 0))
         body += _element(0x0000, 0x0800, struct.pack("<H", 0x0000))  # a dataset follows
-        body += _element(0x0000, 0x1000, _uid(sop_instance or ""))
+        if field == 0x0001:
+            body += _element(0x0000, 0x1000, _uid(sop_instance or ""))
     else:
         body += _element(0x0000, 0x0800, struct.pack("<H", 0x0101))  # no dataset
     return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
+
+
+def elements(data: bytes) -> dict[tuple[int, int], bytes]:
+    """The elements of a command set (implicit VR little endian): tag -> value bytes."""
+    out: dict[tuple[int, int], bytes] = {}
+    pos = 0
+    while pos + 8 <= len(data):
+        group, elem, length = struct.unpack("<HHI", data[pos : pos + 8])
+        out[(group, elem)] = data[pos + 8 : pos + 8 + length]
+        pos += 8 + length
+    return out
 
 
 def p_data(ctx_id: int, data: bytes, *, is_command: bool, last: bool = True) -> bytes:
@@ -78,7 +93,21 @@ def p_data(ctx_id: int, data: bytes, *, is_command: bool, last: bool = True) -> 
     return struct.pack(">BBI", 0x04, 0, len(pdv)) + pdv
 
 
+def response(
+    field: int, sop_class: str, sop_instance: str, msg_id: int, status: int = 0x0000
+) -> bytes:
+    """A DIMSE response command set without a dataset (a C-STORE-RSP is 0x8001)."""
+    body = _element(0x0000, 0x0002, _uid(sop_class))
+    body += _element(0x0000, 0x0100, struct.pack("<H", field))
+    body += _element(0x0000, 0x0120, struct.pack("<H", msg_id))
+    body += _element(0x0000, 0x0800, struct.pack("<H", 0x0101))
+    body += _element(0x0000, 0x0900, struct.pack("<H", status))
+    body += _element(0x0000, 0x1000, _uid(sop_instance))
+    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
+
+
 RELEASE_RQ = struct.pack(">BBI", 0x05, 0, 4) + b"\0" * 4
+RELEASE_RP = struct.pack(">BBI", 0x06, 0, 4) + b"\0" * 4
 
 
 @dataclass
@@ -104,6 +133,31 @@ class Pdu:
             pos += 4 + length
         return out
 
+    def proposed_contexts(self) -> list[tuple[int, str, list[str]]]:
+        """(id, abstract syntax, transfer syntaxes) of each context of an A-ASSOCIATE-RQ."""
+        out: list[tuple[int, str, list[str]]] = []
+        for kind, item in _items(self.body, 68):
+            if kind == 0x20:
+                abstract, transfers = "", []
+                for sub_kind, sub in _items(item, 4):
+                    text = sub.rstrip(b"\0").decode()
+                    if sub_kind == 0x30:
+                        abstract = text
+                    elif sub_kind == 0x40:
+                        transfers.append(text)
+                out.append((item[0], abstract, transfers))
+        return out
+
+    def pdvs(self) -> list[tuple[int, int, bytes]]:
+        """(context id, control header, fragment) of each PDV of a P-DATA-TF."""
+        out: list[tuple[int, int, bytes]] = []
+        pos = 0
+        while pos + 6 <= len(self.body):
+            length, ctx_id, control = struct.unpack(">IBB", self.body[pos : pos + 6])
+            out.append((ctx_id, control, self.body[pos + 6 : pos + 4 + length]))
+            pos += 4 + length
+        return out
+
     def status(self) -> int | None:
         """The Status (0000,0900) of a DIMSE response in a P-DATA-TF, if present."""
         data = self.body[6:]
@@ -116,11 +170,50 @@ class Pdu:
         return None
 
 
-class RawAssociation:
-    """A socket speaking raw PDUs; nothing is checked on the way out."""
+def _items(data: bytes, pos: int) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    while pos + 4 <= len(data):
+        kind, _, length = struct.unpack(">BBH", data[pos : pos + 4])
+        out.append((kind, data[pos + 4 : pos + 4 + length]))
+        pos += 4 + length
+    return out
 
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+def associate_ac(rq: Pdu, max_pdu: int = 16384) -> bytes:
+    """The A-ASSOCIATE-AC accepting every context of ``rq`` with its first transfer syntax."""
+    items = _item(0x10, APP_CONTEXT.encode())
+    for ctx_id, _abstract, transfers in rq.proposed_contexts():
+        sub = _item(0x40, _uid(transfers[0]))
+        items += _item(0x21, struct.pack(">BBBB", ctx_id, 0, 0, 0) + sub)
+    items += _item(0x50, _item(0x51, struct.pack(">I", max_pdu)))
+    body = rq.body[:68] + items  # version, AE titles and reserved bytes as requested
+    return struct.pack(">BBI", 0x02, 0, len(body)) + body
+
+
+class RawAssociation:
+    """A socket speaking raw PDUs; nothing is checked on the way out.
+
+    ``narrow``: a small receive buffer and TCP segment size, set before connecting. The
+    other side's send buffer for this connection then stays small too (Linux sizes it
+    from the segment size: loopback's 64 KB segments let it grow to 4 MB), so a peer
+    that stops reading blocks the other side's sends after about 100 KB."""
+
+    def __init__(self, port: int, timeout: float = 10.0, *, narrow: bool = False) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if narrow:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+        self.sock = sock
+
+    @classmethod
+    def accepted(cls, sock: socket.socket, timeout: float = 10.0) -> RawAssociation:
+        """The acceptor's side of a connection a test's listening socket accepted."""
+        peer = cls.__new__(cls)
+        sock.settimeout(timeout)
+        peer.sock = sock
+        return peer
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
