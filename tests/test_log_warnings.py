@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
-from gateway.instance_meta import read_instance_meta
-from gateway.logs import setup_logging, warning_summary
+from gateway.core.logs import setup_logging, warning_summary
+from gateway.intake.instance_meta import read_instance_meta
 
 pytestmark = pytest.mark.unit
 
