@@ -1,4 +1,9 @@
-"""An EMR test peer: a real MLLP server (the project's own) in a background thread."""
+"""An EMR test peer: a real MLLP server (the project's own) in a background thread.
+
+What it receives is read by hl7apy, an independent parser (tests/support/hl7_independent.py),
+never by the project's own ``hl7`` parser: the message type by which tests pick messages and
+the content they check are what another HL7 implementation sees on the wire.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Literal
 
 from hl7.ack import build_ack
 from hl7.mllp_server import MLLPServer
+from tests.support.hl7_independent import message_type, text_of
 from tests.support.net import free_port
 
 
@@ -38,6 +44,10 @@ class EmrPeer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
-    def messages_of_type(self, message_type: str) -> list[str]:
-        texts = [m.decode("utf-8") for m in self.received]
-        return [t for t in texts if f"|{message_type}" in t.split("\r", 1)[0]]
+    def raw_of_type(self, type_and_event: str) -> list[bytes]:
+        """The messages received whose MSH-9 reads ``type_and_event`` (``ORU^R01``) to hl7apy."""
+        return [raw for raw in list(self.received) if message_type(raw) == type_and_event]
+
+    def messages_of_type(self, type_and_event: str) -> list[str]:
+        """The same, as text decoded as their MSH-18 says."""
+        return [text_of(raw) for raw in self.raw_of_type(type_and_event)]
