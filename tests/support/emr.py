@@ -30,7 +30,7 @@ class EmrPeer:
 
     async def _handle(self, raw: bytes, peer: str) -> bytes:
         self.received.append(raw)
-        return build_ack(raw, self.answer)  # type: ignore[arg-type]
+        return build_ack(raw, self.answer)
 
     def start(self) -> EmrPeer:
         self._thread.start()
