@@ -1,7 +1,9 @@
 """The DICOM upper-layer state machine of the running gateway, driven by raw PDUs
 (PS3.8 section 9): an A-ABORT in each state a requestor can reach, a P-DATA on a context
 that was not accepted, a PDU over the negotiated maximum, a message reassembled from
-fragments in several PDUs, a release. After each, the gateway still serves.
+fragments in several PDUs, a release. After each, the gateway still serves: one gateway
+(SQLite; no database work is involved) takes every test of this module in turn, so each
+case also meets a gateway that has already been through the ones before it.
 
 It runs on whichever path ``RISGATE_DICOM__FAST_PATH`` selects (CI runs it on both, see
 scripts/test.sh): the fast path replaces pynetdicom's DUL internals, so these are the
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
+from collections.abc import Iterator
 
 import pydicom
 import pydicom.filewriter
@@ -26,10 +28,7 @@ from tests.support.dcmtk import echoscu
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.wait import wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
-]
+pytestmark = pytest.mark.integration
 
 FAST = fast_path.parse_mode(os.environ.get(fast_path.ENV, "true")) is not False
 ABORT = struct.pack(">BBI", 0x07, 0, 4) + b"\0" * 4  # A-ABORT, service user
@@ -38,13 +37,17 @@ ECHO = [(1, raw.VERIFICATION, [raw.IMPLICIT_LE])]
 MAX_PDU = 16384
 
 
-@pytest.fixture
-def gw(gateway_factory: Any) -> GatewayProcess:
-    gateway: GatewayProcess = gateway_factory.make(
-        {"dicom": {"processes": 1, "max_pdu": MAX_PDU, "acse_timeout_s": 3}}
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    work = tmp_path_factory.mktemp("state-machine")
+    gateway = GatewayProcess(
+        work / "gw",
+        f"sqlite:///{work / 'test.db'}",
+        {"dicom": {"processes": 1, "max_pdu": MAX_PDU, "acse_timeout_s": 3}},
     )
     gateway.start()
-    return gateway
+    yield gateway
+    gateway.kill()
 
 
 def _alive(gw: GatewayProcess) -> None:
