@@ -90,14 +90,7 @@ class GatewayProcess:
             "studies": {"stable_after_s": 2},
             "worker": {"poll_interval_s": 0.2},
             # No PACS unless a test names one (the default points at a local Orthanc).
-            # A study found incomplete at its first check (still being forwarded) is
-            # checked again after 1 s, not 10: tests wait for VERIFIED and the ORU after it.
-            "forward": {
-                "destinations": [],
-                "backoff_base_s": 0.5,
-                "backoff_cap_s": 2.0,
-                "verify_retry_s": 1.0,
-            },
+            "forward": {"destinations": [], "backoff_base_s": 0.5, "backoff_cap_s": 2.0},
         }
         self.config = deep_merge(config, extra or {})
         self.config_path = work / "risgate.toml"
