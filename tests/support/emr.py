@@ -24,6 +24,7 @@ class EmrPeer:
         self.port = port or free_port()
         self.answer = answer
         self.received: list[bytes] = []
+        self._types: list[str] = []  # MSH-9 of received[i], each read once (polled often)
         self._loop = asyncio.new_event_loop()
         self._server: MLLPServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -46,7 +47,10 @@ class EmrPeer:
 
     def raw_of_type(self, type_and_event: str) -> list[bytes]:
         """The messages received whose MSH-9 reads ``type_and_event`` (``ORU^R01``) to hl7apy."""
-        return [raw for raw in list(self.received) if message_type(raw) == type_and_event]
+        received = list(self.received)
+        self._types += [message_type(raw) for raw in received[len(self._types) :]]
+        pairs = zip(received, self._types, strict=True)
+        return [raw for raw, kind in pairs if kind == type_and_event]
 
     def messages_of_type(self, type_and_event: str) -> list[str]:
         """The same, as text decoded as their MSH-18 says."""
