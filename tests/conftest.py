@@ -118,7 +118,7 @@ def orthanc(tmp_path: Path) -> Iterator[LocalOrthanc]:
 
     The Orthanc fixtures end their server with SIGKILL: its work dir is thrown away, and a
     SIGTERM'd Orthanc takes 3.3 s to stop when idle and runs into ``stop()``'s 15 s limit
-    after a correction (tests/test_resend.py): minutes over the suite."""
+    after a correction or a merge (tests/test_resend.py, tests/test_reconcile.py)."""
     require("Orthanc")
     server = LocalOrthanc(
         OrthancConfig(work_dir=tmp_path / "orthanc", http_port=free_port(), dicom_port=free_port())

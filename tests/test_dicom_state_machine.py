@@ -2,9 +2,11 @@
 (PS3.8 section 9): an A-ABORT in each state a requestor can reach, a P-DATA on a context
 that was not accepted, a PDU over the negotiated maximum, a message reassembled from
 fragments in several PDUs, a release, a peer that stops reading. After each, the gateway
-still serves. The gateway never starts a release as an acceptor, so the A-RELEASE
-collision (PS3.8 9.2.7) is checked on its own requestor, the forward sender
-(:class:`~dicom_nodes.storescu.StoreSCU`), against a raw fake peer.
+still serves: one gateway (SQLite; no database work is involved) takes the cases in turn, so
+each also meets a gateway that has already been through the ones before it. The gateway never
+starts a release as an acceptor, so the A-RELEASE collision (PS3.8 9.2.7) is checked on its
+own requestor, the forward sender (:class:`~dicom_nodes.storescu.StoreSCU`), against a raw
+fake peer.
 
 It runs on whichever path ``RISGATE_DICOM__FAST_PATH`` selects (CI runs it on both, see
 scripts/test.sh): the fast path replaces pynetdicom's DUL internals, so these are the
@@ -18,6 +20,7 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +54,17 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
-@pytest.fixture
-def gw(gateway_factory: Any) -> GatewayProcess:
-    gateway: GatewayProcess = gateway_factory.make(
-        {"dicom": {"processes": 1, "max_pdu": MAX_PDU, "acse_timeout_s": 3}}
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    work = tmp_path_factory.mktemp("state-machine")
+    gateway = GatewayProcess(
+        work / "gw",
+        f"sqlite:///{work / 'test.db'}",
+        {"dicom": {"processes": 1, "max_pdu": MAX_PDU, "acse_timeout_s": 3}},
     )
     gateway.start()
-    return gateway
+    yield gateway
+    gateway.kill()
 
 
 def _alive(gw: GatewayProcess) -> None:

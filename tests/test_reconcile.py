@@ -1,6 +1,8 @@
 """Studies meet their orders: matching, coercion, manual link, results to the EMR, ADT updates.
 
 Real parts: the gateway process, Orthanc, dcmtk storescu/findscu, HL7 over MLLP both ways.
+The EMR peer reads the gateway's ORU^R01 and ORM^O01 with hl7apy (an independent parser,
+STRICT for the ORU: tests/support/hl7_independent.py), not with the project's own.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tests.support.dcmtk import storescu
 from tests.support.destination import destination_for, orthanc_study, patient_id_in_orthanc
 from tests.support.emr import EmrPeer
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.hl7_independent import components, read, segments, value
 from tests.support.net import free_port
 from tests.support.wait import wait_until
 
@@ -38,12 +41,14 @@ def emr() -> Iterator[EmrPeer]:
 
 
 def _gateway(
-    gateway_factory: type, orthanc: LocalOrthanc, emr_port: int, **extra: object
+    gateway_factory: type,
+    orthanc: LocalOrthanc,
+    emr_port: int,
+    orm_status: bool = False,
+    **extra: object,
 ) -> GatewayProcess:
-    config: dict = {
-        "forward": {"destinations": [destination_for(orthanc)]},
-        "notify": {"enabled": True, "port": emr_port, "max_attempts": 3},
-    }
+    notify = {"enabled": True, "port": emr_port, "max_attempts": 3, "send_orm_status": orm_status}
+    config: dict = {"forward": {"destinations": [destination_for(orthanc)]}, "notify": notify}
     config.update(extra)
     gw = gateway_factory.make(config)
     gw.start()
@@ -59,7 +64,7 @@ def _first_instance_tags(orthanc: LocalOrthanc, study: dict) -> dict:
 def test_full_path_order_study_corrected_and_reported(
     gateway_factory: type, orthanc: LocalOrthanc, emr: EmrPeer, tmp_path: Path
 ) -> None:
-    gw = _gateway(gateway_factory, orthanc, emr.port)
+    gw = _gateway(gateway_factory, orthanc, emr.port, orm_status=True)
     order = orm("R1", patient_id="BN100", name="NGUYỄN^VĂN AN", placer="PL100",
                 accession="ACC100", start=f"{TODAY}080000")  # fmt: skip
     assert ack_code(send_all(gw.hl7_port, [order])[0]) == "AA"
@@ -84,12 +89,24 @@ def test_full_path_order_study_corrected_and_reported(
     assert originals["PatientID"] == "WRONG1"
     assert originals["PatientName"] == "NGUYEN^VAN"
 
-    wait_until(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU^R01 at the EMR")
-    oru = emr.messages_of_type("ORU^R01")[0]
-    assert "ACC100" in oru and study_uid in oru
-    obx_rp = next(s for s in oru.split("\r") if s.startswith("OBX|1|RP|"))
-    url = obx_rp.split("|")[5].split("^")[0].replace("\\T\\", "&")
+    wait_until(lambda: bool(emr.raw_of_type("ORM^O01")), 60, "ORU^R01 and ORM^O01 at the EMR")
+    (oru,) = (read(raw) for raw in emr.raw_of_type("ORU^R01"))  # STRICT, v2.5
+    assert value(oru.msh.msh_18) == "UNICODE UTF-8"
+    result = oru.oru_r01_patient_result
+    pid = result.oru_r01_patient.pid
+    assert value(pid.pid_3) == "BN100^^^BV^MR" and value(pid.pid_5) == "NGUYỄN^VĂN AN"
+    obr = result.oru_r01_order_observation.obr
+    assert value(obr.obr_18) == "ACC100" and value(obr.obr_2) == "PL100"
+    link, uid = (group.obx for group in result.oru_r01_order_observation.oru_r01_observation)
+    assert value(uid.obx_5) == study_uid
+    url = components(link.obx_5)[0]
     assert url.startswith(orthanc.config.url)
+    (raw_status,) = emr.raw_of_type("ORM^O01")  # notify.send_orm_status
+    status = read(raw_status)
+    assert value(status.orm_o01_order.orc.orc_1) == "SC"
+    assert value(status.orm_o01_order.orc.orc_5) == "CM"
+    assert value(status.orm_o01_patient.pid.pid_5) == "NGUYỄN^VĂN AN"
+    assert value(segments(raw_status, "ZDS")[0].children[0]).split("^")[0] == study_uid
     cfg = orthanc.config
     assert httpx.get(url, auth=(cfg.username, cfg.password), timeout=10).status_code == 200
     detail = gw.get(f"/api/studies/{study_uid}")
@@ -131,8 +148,10 @@ def test_unmatched_study_held_then_linked(
     )
     assert ok.status_code == 200, ok.text
     wait_until(lambda: patient_id_in_orthanc(orthanc, study_uid) == "BN200", 60, "linked study")
-    wait_until(lambda: bool(emr.messages_of_type("ORU^R01")), 60, "ORU after the link")
-    assert "ACC200" in emr.messages_of_type("ORU^R01")[0]
+    wait_until(lambda: bool(emr.raw_of_type("ORU^R01")), 60, "ORU after the link")
+    oru = read(emr.raw_of_type("ORU^R01")[0]).oru_r01_patient_result
+    assert value(oru.oru_r01_order_observation.obr.obr_18) == "ACC200"
+    assert value(oru.oru_r01_patient.pid.pid_5) == "TRẦN^THỊ MAI"
     assert gw.get("/api/studies", matched="false")["total"] == 0
 
 

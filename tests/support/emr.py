@@ -1,4 +1,9 @@
-"""An EMR test peer: a real MLLP server (the project's own) in a background thread."""
+"""An EMR test peer: a real MLLP server (the project's own) in a background thread.
+
+What it receives is read by hl7apy, an independent parser (tests/support/hl7_independent.py),
+never by the project's own ``hl7`` parser: the message type by which tests pick messages and
+the content they check are what another HL7 implementation sees on the wire.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Literal
 
 from hl7.ack import build_ack
 from hl7.mllp_server import MLLPServer
+from tests.support.hl7_independent import message_type, text_of
 from tests.support.net import free_port
 
 
@@ -18,13 +24,14 @@ class EmrPeer:
         self.port = port or free_port()
         self.answer = answer
         self.received: list[bytes] = []
+        self._types: list[str] = []  # MSH-9 of received[i], each read once (polled often)
         self._loop = asyncio.new_event_loop()
         self._server: MLLPServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     async def _handle(self, raw: bytes, peer: str) -> bytes:
         self.received.append(raw)
-        return build_ack(raw, self.answer)  # type: ignore[arg-type]
+        return build_ack(raw, self.answer)
 
     def start(self) -> EmrPeer:
         self._thread.start()
@@ -38,6 +45,13 @@ class EmrPeer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
-    def messages_of_type(self, message_type: str) -> list[str]:
-        texts = [m.decode("utf-8") for m in self.received]
-        return [t for t in texts if f"|{message_type}" in t.split("\r", 1)[0]]
+    def raw_of_type(self, type_and_event: str) -> list[bytes]:
+        """The messages received whose MSH-9 reads ``type_and_event`` (``ORU^R01``) to hl7apy."""
+        received = list(self.received)
+        self._types += [message_type(raw) for raw in received[len(self._types) :]]
+        pairs = zip(received, self._types, strict=True)
+        return [raw for raw, kind in pairs if kind == type_and_event]
+
+    def messages_of_type(self, type_and_event: str) -> list[str]:
+        """The same, as text decoded as their MSH-18 says."""
+        return [text_of(raw) for raw in self.raw_of_type(type_and_event)]
