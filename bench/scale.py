@@ -24,6 +24,7 @@ Usage: .venv/bin/python -m bench.scale [--quick] [--db sqlite,postgresql]
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -350,6 +351,7 @@ def _measure(
 
 def bench(name: str, url: str, work: Path, size: dict[str, int]) -> dict[str, Any]:
     n = size["ingest"]
+    load_at_start = os.getloadavg()[0]
 
     def study(tag: str, count: int) -> list[Path]:
         return make_ct_study(work / f"{name}-{tag}", count, accession=f"S{tag}")[1]
@@ -384,6 +386,7 @@ def bench(name: str, url: str, work: Path, size: dict[str, int]) -> dict[str, An
         "db": name,
         **size,
         "fill_s": round(fill_s, 1),
+        "load_avg": [round(load_at_start, 1), round(os.getloadavg()[0], 1)],  # 1 min, start/end
         "ingest_ratio_full_db": round(full["ingest_ips"] / empty["ingest_ips"], 2),
         "ingest_ratio_api_polling": round(full["ingest_polling_ips"] / full["ingest_ips"], 2),
         "api_p95_ms": max(api.values()),
