@@ -132,12 +132,16 @@ class Database:
 
         It neither takes nor waits for the write lock: on SQLite a deferred ``BEGIN`` on a
         ``query_only`` connection reads a WAL snapshot while a writer commits; on
-        PostgreSQL a ``BEGIN READ ONLY`` transaction (psycopg's ``read_only``, set on the
-        pooled connection without a round trip). A write in it fails.
+        PostgreSQL ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`` (set on the pooled
+        connection by psycopg, without a round trip). Either way every statement of the
+        session sees the same snapshot (a page and its total agree while studies arrive).
+        A write in it fails.
         """
         if self._readers is None:
             if self._write_lock is None:
-                bind: Engine = self.engine.execution_options(postgresql_readonly=True)
+                bind: Engine = self.engine.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
             else:
                 url = self.engine.url.render_as_string(hide_password=False)
                 bind = make_engine(url, reader=True)
