@@ -37,3 +37,20 @@ def test_study_list_pages_and_filters(database: Database, db_url: str, tmp_path:
     unmatched = client.get("/api/studies", params={"matched": "false"}).json()
     assert unmatched["total"] == 10  # studies 30-39 have no order
     assert all(item["match_reason"] == "no order found" for item in unmatched["items"])
+
+
+def test_total_of_all_studies_counts_a_new_study_at_once(
+    database: Database, tmp_path: Path
+) -> None:
+    """The unfiltered total is counted at most once a second while no study is added
+    (gateway.views.studies.count_all): a new study is in the next answer all the same."""
+    from tests.support.costing import add_study
+
+    client = authed_client(make_service(database, tmp_path))
+    assert client.get("/api/studies").json()["total"] == 0
+    for n in range(1, 4):
+        uid = add_study(database, instances=2)
+        page = client.get("/api/studies").json()
+        assert page["total"] == n and page["items"][0]["study_uid"] == uid
+        assert page["items"][0]["instances"] == 2 and page["items"][0]["match_state"] == ""
+    assert client.get("/api/studies", params={"modality": "MR"}).json()["total"] == 0

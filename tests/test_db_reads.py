@@ -89,3 +89,22 @@ def test_read_session_does_not_wait_for_a_writer(database: Database) -> None:
         thread.join()
     with pytest.raises(DBAPIError), database.read_session() as session:
         session.execute(text("INSERT INTO alembic_version (version_num) VALUES ('no')"))
+
+
+def test_read_session_sees_one_snapshot(database: Database) -> None:
+    """Every statement of a read session sees the data as at its first read, on both
+    databases (a page's ids and its rows agree while studies arrive): a row committed by
+    another connection between two statements is not seen; a new session sees it."""
+    from sqlalchemy import text
+
+    count = text("SELECT count(*) FROM alembic_version WHERE version_num LIKE 'snap%'")
+    with database.read_session() as reader:
+        assert reader.scalar(count) == 0
+        with database.write_session() as writer:
+            writer.execute(text("INSERT INTO alembic_version (version_num) VALUES ('snap1')"))
+        assert reader.scalar(count) == 0
+        if not is_sqlite(database.engine):
+            assert reader.scalar(text("SHOW transaction_isolation")) == "repeatable read"
+            assert reader.scalar(text("SHOW transaction_read_only")) == "on"
+    with database.read_session() as reader:
+        assert reader.scalar(count) == 1

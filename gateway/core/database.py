@@ -132,16 +132,20 @@ class Database:
 
         It neither takes nor waits for the write lock: on SQLite a deferred ``BEGIN`` on a
         ``query_only`` connection reads a WAL snapshot while a writer commits; on
-        PostgreSQL a ``READ ONLY`` transaction. A write in it fails.
+        PostgreSQL ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`` (set on the pooled
+        connection by psycopg, without a round trip). Either way every statement of the
+        session sees the same snapshot (a page and its total agree while studies arrive).
+        A write in it fails.
         """
-        if self._write_lock is None:
-            with self.session_factory() as session, session.begin():
-                session.execute(text("SET TRANSACTION READ ONLY"))
-                yield session
-            return
         if self._readers is None:
-            url = self.engine.url.render_as_string(hide_password=False)
-            self._readers = sessionmaker(make_engine(url, reader=True), expire_on_commit=False)
+            if self._write_lock is None:
+                bind: Engine = self.engine.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            else:
+                url = self.engine.url.render_as_string(hide_password=False)
+                bind = make_engine(url, reader=True)
+            self._readers = sessionmaker(bind, expire_on_commit=False)
         with self._readers() as session, session.begin():
             yield session
 
@@ -177,8 +181,8 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         for extra in (self._bookkeeping, self._readers):
-            if extra is not None:
-                extra.kw["bind"].dispose()
+            if extra is not None and extra.kw["bind"].pool is not self.engine.pool:
+                extra.kw["bind"].dispose()  # an engine of its own (not the readers' options)
 
 
 class PinnedSession:
