@@ -8,8 +8,8 @@ Measured on each database state (SQLite and PostgreSQL):
 - the API: ``GET /api/studies`` first page, by patient and by a week's date range, p95 ms;
 - the worklist: ``findscu -W`` C-FIND for one station and today, p95 ms (request to final
   response, as in bench/mwl.py);
-- matching: ``gateway.reconciliation.reconcile.find_order`` per study (by accession, by study UID, by
-  patient + modality + date), p95 ms, timed inside an open transaction as the receiver
+- matching: ``gateway.reconciliation.reconcile.find_order`` per study (by accession, by
+  study UID, by patient + modality + date), p95 ms, timed inside an open transaction as the receiver
   calls it (the connection's checkout and ``BEGIN`` are not matching);
 - ingest while a client reads ``/api/studies`` ten times a second (full database only;
   its runs alternate with the plain ones).
