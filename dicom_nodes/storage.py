@@ -69,6 +69,7 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_PROCESSING_FAILURE = 0x0110
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 C.4.2.1.4: not this context's SOP class
 
 _STATUS = {
     StoreOutcome.STORED: STATUS_SUCCESS,
@@ -106,6 +107,17 @@ class StorageSCP:
         request = cast(C_STORE, event.request)
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         path = Path(event.dataset_path)
+        context_class = str(event.context.abstract_syntax)
+        if str(request.AffectedSOPClassUID) != context_class:
+            # PS3.7 9.3.1.1: the Affected SOP Class is the context's abstract syntax; a
+            # C-STORE sent on the Verification (or another class's) context is refused.
+            self.receiver.store.discard(path)
+            log.warning("C-STORE refused from %s: sent on the context of %s", calling_ae,
+                        context_class)  # fmt: skip
+            return _failure(
+                STATUS_SOP_CLASS_NOT_SUPPORTED,
+                f"on context {context_class}, not for {request.AffectedSOPClassUID}",
+            )
         with relaxed_reading():
             reason = check_file(path)
             if reason is not None:

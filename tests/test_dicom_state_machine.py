@@ -189,6 +189,35 @@ def test_message_reassembled_across_pdus(gw: GatewayProcess) -> None:
     wait_until(lambda: echoscu(gw.dicom_port).returncode == 0, 10, "gateway serving")
 
 
+@pytest.mark.integration
+def test_c_store_on_the_verification_context_is_refused(gw: GatewayProcess) -> None:
+    """A C-STORE whose Affected SOP Class is not its context's abstract syntax (PS3.7
+    9.3.1.1), here sent on the only accepted context, Verification: 0x0122, nothing
+    stored, and the association goes on (an echo on it is answered)."""
+    from sqlalchemy import create_engine, select
+
+    from gateway.core.models import Instance
+
+    peer = raw.RawAssociation(gw.dicom_port)
+    try:
+        assert peer.associate("STORESCU", contexts=ECHO).kind == 0x02
+        status = peer.store(1, raw.CT_STORAGE, "1.2.3.9", _dataset("1.2.3.9"))
+        assert status == 0x0122
+        peer.send(raw.p_data(1, raw.command(0x0030, raw.VERIFICATION, None), is_command=True))
+        answer = peer.receive()
+        assert answer.kind == 0x04 and answer.status() == 0x0000
+    finally:
+        peer.close()
+    engine = create_engine(gw.config["database"]["url"])
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(Instance.id).where(Instance.sop_instance_uid == "1.2.3.9")
+        ).all()
+    engine.dispose()
+    assert stored == []
+    _alive(gw)
+
+
 TIMEOUT_S = 10.0
 WORKLIST = [(1, raw.WORKLIST_FIND, [raw.IMPLICIT_LE])]
 
