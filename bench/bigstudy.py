@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, generate_uid
 
 from bench.common import RssSampler, emit, storescu_send
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
-from tests.support.ctgen import make_ct_study
+from tests.support.ctgen import ct_header, make_ct_study, set_monochrome_16
 from tests.support.destination import destination_for
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
@@ -48,25 +48,16 @@ def write_multiframe(path: Path, frames: int, study_uid: str, accession: str, nu
     The header goes through pydicom; the pixel data element is appended after it, one
     frame at a time, so memory stays at one frame whatever the instance's size.
     """
-    sop_uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ENHANCED_CT
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = ENHANCED_CT
-    ds.SOPInstanceUID = sop_uid
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = "BIG001"
-    ds.PatientName = "BIG^STUDY"
-    ds.PatientBirthDate = "19800101"
-    ds.PatientSex = "F"
-    ds.AccessionNumber = accession
-    ds.StudyDate = "20261125"
-    ds.StudyTime = "101010"
+    ds = ct_header(
+        ENHANCED_CT,
+        study_uid,
+        generate_uid(),
+        patient_id="BIG001",
+        patient_name="BIG^STUDY",
+        accession=accession,
+        study_date="20261125",
+        patient_sex="F",
+    )
     ds.ContentDate = "20261125"
     ds.ContentTime = "101010"
     ds.AcquisitionDateTime = "20261125101010"
@@ -75,14 +66,7 @@ def write_multiframe(path: Path, frames: int, study_uid: str, accession: str, nu
     ds.InstanceNumber = "1"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
     ds.NumberOfFrames = frames
-    ds.Rows = SIZE
-    ds.Columns = SIZE
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
+    set_monochrome_16(ds, SIZE)
     measures = Dataset()
     measures.PixelSpacing = ["0.5", "0.5"]
     measures.SliceThickness = "0.5"

@@ -6,7 +6,53 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+
+def ct_header(
+    sop_class: str,
+    study_uid: str,
+    series_uid: str,
+    *,
+    patient_id: str,
+    patient_name: str,
+    accession: str,
+    study_date: str,
+    patient_sex: str = "M",
+) -> Dataset:
+    """A new instance's file meta, identity, patient and study attributes (UTF-8)."""
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.PatientID = patient_id
+    ds.PatientName = patient_name
+    ds.PatientBirthDate = "19800101"
+    ds.PatientSex = patient_sex
+    ds.AccessionNumber = accession
+    ds.StudyDate = study_date
+    ds.StudyTime = "101010"
+    return ds
+
+
+def set_monochrome_16(ds: Dataset, size: int) -> None:
+    """Image pixel module of a 12-bit-in-16 MONOCHROME2 ``size`` x ``size`` image."""
+    ds.Rows = size
+    ds.Columns = size
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
 
 
 def make_ct_study(
@@ -29,38 +75,21 @@ def make_ct_study(
     pixels = (rng.integers(0, 2000, (size, size), dtype=np.uint16)).tobytes()
     paths = []
     for i in range(count):
-        sop_uid = generate_uid()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.PatientID = patient_id
-        ds.PatientName = patient_name
-        ds.PatientBirthDate = "19800101"
-        ds.PatientSex = "M"
-        ds.AccessionNumber = accession
-        ds.StudyDate = study_date
-        ds.StudyTime = "101010"
+        ds = ct_header(
+            CTImageStorage,
+            study_uid,
+            series_uid,
+            patient_id=patient_id,
+            patient_name=patient_name,
+            accession=accession,
+            study_date=study_date,
+        )
         ds.Modality = "CT"
         ds.StationName = station
         ds.SeriesNumber = "1"
         ds.InstanceNumber = str(i + 1)
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.Rows = size
-        ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 12
-        ds.HighBit = 11
-        ds.PixelRepresentation = 0
+        set_monochrome_16(ds, size)
         ds.RescaleIntercept = "-1024"
         ds.RescaleSlope = "1"
         ds.WindowCenter = "40"
