@@ -101,6 +101,9 @@ def test_four_associations_split_two_and_two_then_a_receiver_dies(
 
     assert gw.process is not None
     (child,) = _children(gw.process.pid)
+    # numpy is hidden from the receiver (gateway.process.dicom_child), not from the main one.
+    assert "numpy" not in Path(f"/proc/{child}/maps").read_text()
+    assert "numpy" in Path(f"/proc/{gw.process.pid}/maps").read_text()
     os.kill(child, signal.SIGKILL)
     wait_until(
         lambda: "DICOM receiver process 1 is gone" in gw.log_path.read_text(),

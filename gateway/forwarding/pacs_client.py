@@ -4,18 +4,21 @@ Only calls present in Orthanc 1.10.1 are used: ``POST /instances`` (its answer's
 ``Status`` is ``Success`` or ``AlreadyStored``), ``GET /instances/{id}/file``,
 ``DELETE /instances/{id}``, ``POST /tools/lookup``, ``GET /studies/{id}/instances``,
 ``GET /system``.
+
+httpx and pyorthanc (~7 MB) are imported when a client is made: a DICOM receiver child
+imports this module (through the forward hook) but never talks REST.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import httpx
-from pyorthanc import Orthanc
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.settings import DestinationSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class PacsError(Exception):
@@ -26,6 +29,8 @@ class OrthancClient:
     def __init__(
         self, url: str, username: str | None, password: str | None, timeout: float
     ) -> None:
+        from pyorthanc import Orthanc
+
         self.url = url.rstrip("/")
         self.api = Orthanc(self.url, username=username, password=password, timeout=timeout)
 
@@ -36,6 +41,8 @@ class OrthancClient:
         return cls(dest.url, dest.username, dest.secret(), dest.timeout_s)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             response = self.api.request(method, self.url + path, **kwargs)
         except httpx.HTTPError as exc:

@@ -4,6 +4,12 @@ It reads its settings as JSON on stdin (so no secret shows in its command line o
 environment), serves the plain DICOM connections the main process hands it over the
 Unix socket named by ``--handoff-fd`` (:mod:`dicom_nodes.dispatch`), binds the TLS port
 (if any) with SO_REUSEPORT, and dies with its parent.
+
+It receives, indexes and answers DIMSE; it never decodes pixel data (thumbnails and
+coercion run in the worker). pydicom imports numpy whenever it is installed (about
+17 MB resident), so this process hides numpy before importing pydicom: pydicom then
+runs as it does without numpy. The gateway modules are imported in :func:`main`, after
+that, for the same reason.
 """
 
 from __future__ import annotations
@@ -12,14 +18,15 @@ import argparse
 import socket
 import sys
 
-from gateway.core.logs import setup_logging
-from gateway.core.procutil import die_with_parent, install_stop_handlers
-from gateway.core.settings import Settings
-from gateway.process.startup import create_context
-from gateway.process.wiring import dicom_services, install_pipeline
-
 
 def main() -> None:
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type] # hidden: see above
+    from gateway.core.logs import setup_logging
+    from gateway.core.procutil import die_with_parent, install_stop_handlers
+    from gateway.core.settings import Settings
+    from gateway.process.startup import create_context
+    from gateway.process.wiring import dicom_services, install_receive_hooks
+
     die_with_parent()
     settings = Settings.model_validate_json(sys.stdin.read())
     setup_logging(settings.log.level, settings.log.json_format)
@@ -28,7 +35,7 @@ def main() -> None:
 
     fast_path.configure(settings.dicom.fast_path)
     service = create_context(settings, migrate=False)
-    install_pipeline(service)  # the same hooks and event subscribers as every process
+    install_receive_hooks(service)  # the same receive hooks; job handlers run in the worker
     from dicom_nodes.server import start_dicom_server
     from gateway.core.tls import dicom_server_context
 

@@ -20,8 +20,13 @@ import uvicorn
 from gateway.core.logs import setup_logging
 from gateway.core.procutil import STOP_WAIT_S, die_with_parent, install_stop_handlers
 from gateway.core.settings import Settings
-from gateway.process.startup import create_context
-from gateway.process.wiring import dicom_services, install_pipeline, start_forwarding
+from gateway.process.startup import create_context, upgrade_in_child
+from gateway.process.wiring import (
+    dicom_services,
+    install_job_handlers,
+    install_receive_hooks,
+    start_forwarding,
+)
 from gateway.process.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -55,11 +60,14 @@ def serve(settings: Settings, roles: list[str]) -> None:
             fast_path.configure(settings.dicom.fast_path)
         except fast_path.FastPathRefused as exc:
             raise SystemExit(f"risgate: {exc}") from None
-    service = create_context(settings)
+    upgrade_in_child(settings)  # Alembic never resident in this long-running process
+    service = create_context(settings, migrate=False)
     removed = service.store.clean_tmp()
     if removed:
         log.info("removed %d unacknowledged temp files", removed)
-    install_pipeline(service)
+    install_receive_hooks(service)
+    if "worker" in roles:
+        install_job_handlers(service)  # only the worker runs them
     stoppers: list[Callable[[], None]] = []
     children: list[subprocess.Popen[bytes]] = []
 

@@ -23,7 +23,27 @@ from gateway.orders.worklist import find
 
 
 def install_pipeline(service: ProcessContext) -> None:
-    """Register job handlers and receive hooks on ``service``."""
+    """Register the receive hooks and the job handlers on ``service`` (a worker process)."""
+    install_receive_hooks(service)
+    install_job_handlers(service)
+
+
+def install_receive_hooks(service: ProcessContext) -> None:
+    """The hooks every receiving process needs, run in the indexing transaction in this
+    order: match the study to its order on its first instance, then queue the instance
+    for its destinations. A DICOM receiver child installs only these: job handlers run in
+    the worker, so it never imports what they need (thumbnails' numpy and Pillow, the
+    costing, the HL7 result messages)."""
+    from gateway.forwarding import sender as forward
+    from gateway.reconciliation.reconcile import Reconciler
+
+    reconciler = Reconciler(service.settings.reconcile)
+    service.receiver.hooks.append(reconciler.on_instance)
+    service.receiver.hooks.append(forward.enqueue_hook(service.settings, reconciler.holds))
+
+
+def install_job_handlers(service: ProcessContext) -> None:
+    """Register every step's job handler and periodic task (run by the worker role)."""
     from gateway.costing import handlers as costing_jobs
 
     costing_jobs.install(service)
@@ -33,17 +53,10 @@ def install_pipeline(service: ProcessContext) -> None:
     from gateway.forwarding.commitment import process as commitment
 
     commitment.install(service)
-    from gateway.forwarding import sender as forward
     from gateway.forwarding import verify
     from gateway.reconciliation import resend
-    from gateway.reconciliation.reconcile import Reconciler
     from gateway.results import notify
 
-    # Receive hooks run in the indexing transaction, in this order: match the study to
-    # its order on its first instance, then queue the instance for its destinations.
-    reconciler = Reconciler(service.settings.reconcile)
-    service.receiver.hooks.append(reconciler.on_instance)
-    service.receiver.hooks.append(forward.enqueue_hook(service.settings, reconciler.holds))
     verify.install(service)
     resend.install(service)
     notify.install(service)
