@@ -111,7 +111,8 @@ class StudyCorrection:
     def __init__(self, plan: CoercionPlan, now: datetime | None = None) -> None:
         self.plan = plan
         self.now = now
-        self.touched = ALWAYS_TOUCHED | {tag_for_keyword(k) or 0 for k in plan.values}
+        keywords = (tag_for_keyword(k) for k in plan.values)
+        self.touched = ALWAYS_TOUCHED | {tag for tag in keywords if tag is not None}
         self._cache: dict[tuple[bool, bytes, str], tuple[list[tuple[int, bytes]], bool]] = {}
 
     def splice(self, path: Path) -> Spliced | None:

@@ -199,7 +199,7 @@ def _kept_text_not_ascii(ds: Dataset) -> bool:
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data(), plan=plans)
 def test_spliced_correction_equals_the_full_reencoding(
