@@ -45,7 +45,6 @@ DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
 # The highest tag a correction writes: (0400,0561) Original Attributes Sequence.
 LAST_TOUCHED = 0x04000561
 ALWAYS_TOUCHED = frozenset({0x00080005, 0x00400275, LAST_TOUCHED})
-CHARSET = 0x00080005
 
 FIRST_READ = 16 * 1024
 MAX_HEAD = 8 * 1024 * 1024  # a head larger than this goes the pydicom way
