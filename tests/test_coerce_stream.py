@@ -34,6 +34,7 @@ from pydicom.uid import (
 
 from dicom_nodes.dimse_shortcuts import FileSlice, HeadedFile, file_slices, sending_head
 from gateway.reconciliation.coerce import CoercionPlan, apply_plan
+from gateway.reconciliation.coerce_splice import StudyCorrection
 from gateway.reconciliation.coerce_stream import corrected_file
 
 pytestmark = pytest.mark.unit
@@ -171,7 +172,7 @@ def test_streamed_correction_equals_the_full_reencoding(
         warnings.simplefilter("ignore")
         ds.save_as(path, enforce_file_format=True)
     plan = VIETNAMESE_PLAN if vietnamese else ASCII_PLAN
-    headed = corrected_file(path, plan, NOW)
+    headed = corrected_file(path, StudyCorrection(plan, NOW))
     if headed is None:
         # Declined only when UTF-8 replaces another character set and text follows.
         assert vietnamese and ds.get("SpecificCharacterSet") != "ISO_IR 192"
@@ -211,7 +212,7 @@ def test_encapsulated_pixel_data_is_walked_not_read(tmp_path: Path) -> None:
     ds["PixelData"].is_undefined_length = True
     path = tmp_path / "jpeg.dcm"
     ds.save_as(path, enforce_file_format=True)
-    headed = corrected_file(path, VIETNAMESE_PLAN, NOW)
+    headed = corrected_file(path, StudyCorrection(VIETNAMESE_PLAN, NOW))
     assert headed is not None
     _assert_same(path, VIETNAMESE_PLAN, headed)
     streamed = _decode(_streamed(headed), False, True)
@@ -224,7 +225,7 @@ def test_deflated_falls_back(tmp_path: Path) -> None:
     ds = pydicom.dcmread(TEST_FILES / "image_dfl.dcm")
     path = tmp_path / "dfl.dcm"
     ds.save_as(path)
-    assert corrected_file(path, ASCII_PLAN, NOW) is None
+    assert corrected_file(path, StudyCorrection(ASCII_PLAN, NOW)) is None
 
 
 # pydicom's test files shipped in the wheel (get_testdata_files would try to download more).
@@ -252,7 +253,7 @@ def test_pydicom_test_files(name: str, plan: CoercionPlan, tmp_path: Path) -> No
         pytest.skip(f"not readable or writable by the full path: {type(exc).__name__}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        headed = corrected_file(path, plan, NOW)
+        headed = corrected_file(path, StudyCorrection(plan, NOW))
         if headed is None:
             assert plan is VIETNAMESE_PLAN or ds.original_encoding != (
                 syntax.is_implicit_VR,

@@ -40,6 +40,7 @@ from gateway.forwarding.pacs_client import OrthancClient, PacsError
 from gateway.forwarding.routing import destinations_for
 from gateway.intake.receive import StoredInstance
 from gateway.reconciliation.coerce import CoercionPlan, coerced_dataset, plan_for_study
+from gateway.reconciliation.coerce_splice import StudyCorrection
 from gateway.reconciliation.coerce_stream import corrected_file
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,9 @@ class Item:
 
 
 UPLOAD_PIECE = 1 << 20
+
+# Studies whose corrected elements a worker keeps (the most recent ones).
+KEPT_CORRECTIONS = 16
 
 # After sending something, the sender looks for new jobs this often for a while.
 RECENT_WORK_S = 10.0
@@ -159,6 +163,8 @@ class ForwardWorker:
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.senders: list[Sender] = []
+        self.corrections: dict[int, StudyCorrection] = {}  # by study, while its plan holds
+        self.corrections_lock = threading.Lock()  # the sender threads share them
         self.threads = [
             threading.Thread(target=self._loop, name=f"forward-{dest.name}-{i}", daemon=True)
             for i in range(dest.associations)
@@ -296,15 +302,27 @@ class ForwardWorker:
             if plan is None:
                 continue
             try:
-                # The header re-encoded, the rest sent from the file; the whole file
+                # The header corrected, the rest sent from the file; the whole file
                 # decoded and encoded only where that shortcut declines.
-                item.corrected = corrected_file(item.path, plan)
+                item.corrected = corrected_file(item.path, self._correction(item.study_pk, plan))
                 if item.corrected is None:
                     item.dataset = coerced_dataset(item.path, plan)
             except Exception as exc:  # an unreadable stored file: report, do not send raw
                 failures.append((item.job_id, f"coercion failed: {type(exc).__name__}"))
                 items.remove(item)
         return failures
+
+    def _correction(self, study_pk: int, plan: CoercionPlan) -> StudyCorrection:
+        """The study's correction, kept from earlier batches while its plan is the same
+        (the plan is read again for every batch: an order updated meanwhile counts)."""
+        with self.corrections_lock:
+            correction = self.corrections.pop(study_pk, None)
+            if correction is None or correction.plan != plan:
+                correction = StudyCorrection(plan)
+            self.corrections[study_pk] = correction  # the most recent last
+            while len(self.corrections) > KEPT_CORRECTIONS:
+                del self.corrections[next(iter(self.corrections))]
+            return correction
 
 
 def _headed_stream(headed: HeadedFile) -> tuple[Iterator[bytes], int]:

@@ -4,13 +4,16 @@ Every element a :class:`~gateway.reconciliation.coerce.CoercionPlan` touches (pa
 study level,
 the Request Attributes Sequence, the Specific Character Set) and the Original Attributes
 Sequence (0400,0561) itself come before the first element whose tag is above
-(0400,0561). The data set is read up to that element (the *head*), corrected with
-:func:`~gateway.reconciliation.coerce.apply_plan` and encoded again in the file's transfer
-syntax; the
-rest (the *tail*: pixel data, and whatever follows) leaves from the file as stored
-(``sendfile`` on the DICOM path, streamed on the REST path). Memory per instance: the
-head only. Group length elements of the head are dropped (retired in data sets; those
-of the changed groups would be wrong).
+(0400,0561): the *head*. The rest (the *tail*: pixel data, and whatever follows) leaves
+from the file as stored (``sendfile`` on the DICOM path, streamed on the REST path).
+Memory per instance: the head only.
+
+The head is first spliced (:mod:`gateway.reconciliation.coerce_splice`: the touched
+elements corrected once per study, every other element kept as its bytes). Where the
+splice declines (big endian, a head it cannot walk, text it cannot keep), the head is
+read with pydicom, corrected with :func:`~gateway.reconciliation.coerce.apply_plan` and
+encoded again in the file's transfer syntax; group length elements of the head are
+dropped (retired in data sets; those of the changed groups would be wrong).
 
 :func:`corrected_file` returns None when the shortcut could change what the PACS reads;
 the caller then uses :func:`~gateway.reconciliation.coerce.coerced_dataset` (full decode, full
@@ -36,26 +39,35 @@ from pydicom.uid import UID
 
 from dicom_nodes.dimse_shortcuts import HeadedFile
 from gateway.reconciliation.coerce import CoercionPlan, apply_plan
-
-# The highest tag a correction writes: (0400,0561) Original Attributes Sequence.
-LAST_TOUCHED = 0x04000561
-DEFLATED = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"}
-# VRs whose bytes do not depend on the Specific Character Set (binary, or limited to the
-# default repertoire); any other VR in the tail (text, SQ, UN) stops the shortcut when the
-# character set changes.
-CHARSET_FREE_VRS = frozenset(
-    {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "OB", "OD", "OF"}
-    | {"OL", "OV", "OW", "SL", "SS", "SV", "TM", "UI", "UL", "UR", "US", "UV"}
+from gateway.reconciliation.coerce_splice import (
+    CHARSET_FREE_VRS,
+    DEFLATED,
+    LAST_TOUCHED,
+    UNDEFINED,
+    StudyCorrection,
 )
+
+# Any VR of the tail outside CHARSET_FREE_VRS (text, SQ, UN) stops the shortcut when the
+# character set changes.
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
-UNDEFINED = 0xFFFFFFFF
 
 
-def corrected_file(
-    path: Path, plan: CoercionPlan, now: datetime | None = None
-) -> HeadedFile | None:
+def corrected_file(path: Path, correction: StudyCorrection) -> HeadedFile | None:
     """The corrected head of ``path`` and where its untouched tail starts, or None (use
     the full re-encoding)."""
+    spliced = correction.splice(path)
+    if spliced is not None:
+        if spliced.charset_changed:
+            with open(path, "rb") as f:
+                end = os.fstat(f.fileno()).st_size
+                if _tail_may_hold_text(f, spliced.tail_offset, end, spliced.implicit, True):
+                    return None
+        return HeadedFile(path, spliced.head, spliced.tail_offset, spliced.dataset_offset)
+    return _reencoded_head(path, correction.plan, correction.now)
+
+
+def _reencoded_head(path: Path, plan: CoercionPlan, now: datetime | None) -> HeadedFile | None:
+    """:func:`corrected_file` by a pydicom decode and encode of the head."""
     with open(path, "rb") as f:
         read_preamble(f, False)
         meta = read_dataset(f, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
