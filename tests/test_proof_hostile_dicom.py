@@ -21,11 +21,14 @@ import pytest
 from pydicom.data import get_testdata_file
 from sqlalchemy import create_engine, select
 
+from dicom_nodes import fast_path
 from gateway.core.models import Instance
 from tests.support import rawdicom as raw
 from tests.support.dcmtk import echoscu, storescu
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.wait import wait_until
+
+FAST = fast_path.parse_mode(os.environ.get(fast_path.ENV, "true")) is not False
 
 pytestmark = [
     pytest.mark.integration,
@@ -295,10 +298,18 @@ def test_protocol_errors_abort_without_log_flood(gw: GatewayProcess) -> None:
         try:
             assert peer.associate("STORESCU", contexts=ctx).kind == 0x02, name
             peer.send(payload)
-            assert peer.receive().kind == 0x07, f"{name}: no A-ABORT"
+            if FAST:  # PS3.8: an A-ABORT; stock pynetdicom may drop the connection instead
+                assert peer.receive().kind == 0x07, f"{name}: no A-ABORT"
+            else:
+                assert peer.closed_by_peer(), f"{name}: association not ended"
         finally:
             peer.close()
         _alive(gw)
-    log = gw.log_path.read_text(errors="replace")
-    assert log.count("Unknown PDU type") <= 1
-    assert "Traceback" not in log
+    if FAST:
+        # Stock pynetdicom 3.0.4 survives these too but logs them badly: its reactor thread
+        # dies with a traceback (KeyError for the unaccepted context, AttributeError for the
+        # undecodable command) and it parses the cut-short PDU's rest 6 bytes at a time,
+        # logging each. Answering them cleanly is the fast path's (docs/decisions.md).
+        log = gw.log_path.read_text(errors="replace")
+        assert log.count("Unknown PDU type") <= 1
+        assert "Traceback" not in log
