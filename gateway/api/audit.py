@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from gateway.auth.deps import get_read_session, get_service
 from gateway.core.audit import AuditRecord
 from gateway.core.context import ProcessContext
-from gateway.views.audit import AuditPage, audit_out, audit_page
+from gateway.views.audit import AuditPage, audit_out, audit_page, filtered
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -39,24 +39,24 @@ class AuditFilter:
         self.date_from, self.date_to = date_from, date_to
 
     def apply(self, query: Select[Any]) -> Select[Any]:
-        if self.user:
-            query = query.where(AuditRecord.user_name == self.user)
-        if self.action:
-            query = query.where(AuditRecord.action.startswith(self.action, autoescape=True))
-        if self.object_id:
-            query = query.where(AuditRecord.object_id == self.object_id)
         for value, name in ((self.date_from, "from"), (self.date_to, "to")):
             if value is not None and not _DAY.match(value):
                 raise HTTPException(422, f"{name} must be YYYY-MM-DD")
         try:
-            if self.date_from:
-                query = query.where(AuditRecord.at >= datetime.fromisoformat(self.date_from))
-            if self.date_to:
-                end = datetime.fromisoformat(self.date_to) + timedelta(days=1)
-                query = query.where(AuditRecord.at < end)
+            since = datetime.fromisoformat(self.date_from) if self.date_from else None
+            before = (
+                datetime.fromisoformat(self.date_to) + timedelta(days=1) if self.date_to else None
+            )
         except ValueError:
             raise HTTPException(422, "not a valid date") from None
-        return query
+        return filtered(
+            query,
+            user=self.user,
+            action=self.action,
+            object_id=self.object_id,
+            since=since,
+            before=before,
+        )
 
 
 @router.get("", response_model=AuditPage)

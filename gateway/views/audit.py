@@ -50,6 +50,30 @@ def audit_out(r: AuditRecord) -> AuditOut:
     )
 
 
+def filtered(
+    query: Select[Any],
+    *,
+    user: str | None = None,
+    action: str | None = None,
+    object_id: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+) -> Select[Any]:
+    """``query`` (a ``select(AuditRecord)``) narrowed: exact user and object, action prefix,
+    ``since`` <= time < ``before``."""
+    if user:
+        query = query.where(AuditRecord.user_name == user)
+    if action:
+        query = query.where(AuditRecord.action.startswith(action, autoescape=True))
+    if object_id:
+        query = query.where(AuditRecord.object_id == object_id)
+    if since is not None:
+        query = query.where(AuditRecord.at >= since)
+    if before is not None:
+        query = query.where(AuditRecord.at < before)
+    return query
+
+
 def audit_page(session: Session, query: Select[Any], *, offset: int, limit: int) -> AuditPage:
     """A page of ``query`` (a filtered ``select(AuditRecord)``), newest first."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

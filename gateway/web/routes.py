@@ -357,11 +357,7 @@ def audit_page(
     action: Annotated[str | None, Query(max_length=64)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
-    query = select(AuditRecord)
-    if user:
-        query = query.where(AuditRecord.user_name == user)
-    if action:
-        query = query.where(AuditRecord.action.startswith(action, autoescape=True))
+    query = audit_views.filtered(select(AuditRecord), user=user, action=action)
     page = audit_views.audit_page(session, query, offset=offset, limit=100)
     qs = urlencode({k: v for k, v in {"user": user, "action": action}.items() if v})
     return render(request, "audit.html", page=page, qs=qs, user=user or "", action=action or "")
