@@ -40,7 +40,7 @@ import httpx
 from sqlalchemy import Engine, text
 
 from bench import mwl
-from bench.common import emit, storescu_send
+from bench.common import emit, storescu_send, wait_quiet
 from gateway.core.database import Database, make_engine
 from gateway.core.migrate import upgrade
 from gateway.intake.instance_meta import InstanceMeta
@@ -284,7 +284,11 @@ def _match_p95(url: str, studies: int, orders: int) -> dict[str, float]:
 
 def _ingest(gw: GatewayProcess, files: list[Path], poll: bool = False) -> dict[str, float]:
     """storescu on one association; with ``poll`` a client reads the first page of
-    ``/api/studies`` every 0.1 s meanwhile (its p95 is returned too)."""
+    ``/api/studies`` every 0.1 s meanwhile (its p95 is returned too). Starts on a quiet
+    machine: dirty pages written (the fill leaves hundreds of MB), CPUs idle (the
+    previous round's background work done), as bench/forward's rounds do."""
+    os.sync()
+    wait_quiet()
     stop = threading.Event()
     reads: list[float] = []
 
