@@ -12,6 +12,10 @@ from pathlib import Path
 
 STORESCU_ENV = dict(os.environ, TCP_NODELAY="1")
 
+# The production worker poll (settings' default); the test harness polls every 0.2 s,
+# whose idle passes (a few write transactions each) would weigh on every figure.
+PRODUCTION_WORKER = {"worker": {"poll_interval_s": 1.0}}
+
 
 def storescu_send(port: int, files: Sequence[Path], aec: str, parallel: int = 1) -> float:
     """Send ``files`` with ``parallel`` storescu processes; returns seconds."""

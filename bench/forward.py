@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import emit, storescu_send, wait_quiet
+from bench.common import PRODUCTION_WORKER, emit, storescu_send, wait_quiet
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
@@ -206,6 +206,7 @@ def main() -> None:
             work / name,
             f"sqlite:///{work / name / 'risgate.db'}",
             {
+                **PRODUCTION_WORKER,
                 "dicom": {"processes": args.processes, "fast_path": fast},
                 "log": {"level": "WARNING"},
                 # (c) has no order: forward it rather than hold it for reconciliation.

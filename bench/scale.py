@@ -40,7 +40,7 @@ import httpx
 from sqlalchemy import Engine, text
 
 from bench import mwl
-from bench.common import emit, storescu_send, wait_quiet
+from bench.common import PRODUCTION_WORKER, emit, storescu_send, wait_quiet
 from gateway.core.database import Database, make_engine
 from gateway.core.migrate import upgrade
 from gateway.intake.instance_meta import InstanceMeta
@@ -379,7 +379,11 @@ def bench(name: str, url: str, work: Path, size: dict[str, int]) -> dict[str, An
     gw = GatewayProcess(
         work / f"gateway-{name}",
         url,
-        {"log": {"level": "WARNING"}, "dicom": {"peers": peers, "processes": 2}},
+        {
+            **PRODUCTION_WORKER,
+            "log": {"level": "WARNING"},
+            "dicom": {"peers": peers, "processes": 2},
+        },
     )
     empty = _measure(gw, url, work, empty_studies, size)
     fill_s = fill(url, size["studies"], size["instances"], size["orders"])
