@@ -75,6 +75,13 @@ def test_passwords_are_argon2_and_tokens_stored_hashed(db: Database) -> None:
             accounts.create_user(session, "bad name/..", "billing", PASSWORD)
 
 
+def test_unknown_users_are_checked_against_a_hash_like_the_real_ones() -> None:
+    """The dummy hash (a literal) has the hasher's current parameters, so checking a name
+    that does not exist costs what checking a real user's password costs."""
+    assert accounts._DUMMY_HASH.startswith("$argon2id$")
+    assert not accounts._hasher.check_needs_rehash(accounts._DUMMY_HASH)
+
+
 def test_login_cookie_flags_csrf_and_logout(db: Database, service: ProcessContext) -> None:
     user_token(db, "rad", "radiologist")
     client = TestClient(create_app(service))
