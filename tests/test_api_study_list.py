@@ -38,6 +38,26 @@ def test_study_list_pages_and_filters(database: Database, db_url: str, tmp_path:
     assert unmatched["total"] == 10  # studies 30-39 have no order
     assert all(item["match_reason"] == "no order found" for item in unmatched["items"])
 
+    # Every filter at once, and the next page: a bound parameter each (upper-cased where
+    # the stored values are), the order kept across pages.
+    def uids(**params: str) -> set[str]:
+        page = client.get("/api/studies", params={**params, "limit": "500"}).json()
+        assert page["total"] == len(page["items"])
+        return {item["study_uid"] for item in page["items"]}
+
+    matched, ct = uids(matched="true"), uids(modality="ct")
+    assert len(matched) == 30 and 0 < len(ct) < 40
+    assert uids(matched="true", modality="ct") == matched & ct
+    assert uids(state=newest["state"].lower()) == uids()  # the fill's studies share one
+    assert uids(state="nosuch") == set()
+    second = client.get("/api/studies", params={"limit": 5, "offset": 5}).json()
+    assert second["total"] == 40
+    assert [i["last_received_at"] for i in second["items"]] <= received[-1:] * 5
+    assert not {i["study_uid"] for i in second["items"]} & {i["study_uid"] for i in first["items"]}
+    # A list item is the study's own summary (GET /api/studies/{uid}), timestamps included.
+    detail = client.get(f"/api/studies/{newest['study_uid']}").json()
+    assert {k: detail[k] for k in newest} == newest
+
 
 def test_total_of_all_studies_counts_a_new_study_at_once(
     database: Database, tmp_path: Path

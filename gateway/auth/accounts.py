@@ -14,6 +14,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from gateway.auth.models import ApiToken, Role, User, WebSession
+from gateway.core.database import Database, is_sqlite
+from gateway.core.fastsql import stamp
 from gateway.core.models import utcnow
 
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
@@ -126,16 +128,17 @@ def create_token(session: Session, user: User, label: str = "") -> str:
     return value
 
 
-def resolve_token(session: Session, value: str) -> Principal | None:
-    row = session.execute(
-        select(User, ApiToken)
-        .join(ApiToken, ApiToken.user_pk == User.id)
-        .where(ApiToken.token_hash == digest(value), ApiToken.revoked_at.is_(None))
-    ).first()
-    if row is None or row[0].disabled:
-        return None
-    user = row[0]
-    return Principal(user.id, user.name, user.role, "token")
+def principal_for_token(db: Database, value: str) -> Principal | None:
+    """Who holds this API token (None: unknown, revoked or its user disabled).
+
+    Every API call asks this, so it is one read statement outside any session (no ORM,
+    no transaction of its own; on PostgreSQL two round trips fewer)."""
+    row = db.read_one(
+        "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_pk"
+        " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND u.disabled = ?",
+        [digest(value), False],
+    )
+    return Principal(int(row[0]), row[1], row[2], "token") if row is not None else None
 
 
 def create_session(session: Session, user: User, lifetime_s: float) -> tuple[str, str]:
@@ -155,16 +158,18 @@ def create_session(session: Session, user: User, lifetime_s: float) -> tuple[str
     return value, csrf
 
 
-def resolve_session(session: Session, value: str) -> Principal | None:
-    row = session.execute(
-        select(User, WebSession)
-        .join(WebSession, WebSession.user_pk == User.id)
-        .where(WebSession.session_hash == digest(value), WebSession.expires_at > utcnow())
-    ).first()
-    if row is None or row[0].disabled:
+def principal_for_session(db: Database, value: str) -> Principal | None:
+    """Who is logged in with this UI session cookie (None: unknown, expired or the user
+    disabled); one read statement, as ``principal_for_token``."""
+    row = db.read_one(
+        "SELECT u.id, u.name, u.role, s.csrf_token FROM web_sessions s"
+        " JOIN users u ON u.id = s.user_pk"
+        " WHERE s.session_hash = ? AND s.expires_at > ? AND u.disabled = ?",
+        [digest(value), stamp(utcnow(), pg=not is_sqlite(db.engine)), False],
+    )
+    if row is None:
         return None
-    user, web = row
-    return Principal(user.id, user.name, user.role, "session", web.csrf_token)
+    return Principal(int(row[0]), row[1], row[2], "session", row[3])
 
 
 def end_session(session: Session, value: str) -> None:

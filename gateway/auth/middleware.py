@@ -107,10 +107,9 @@ class AuthMiddleware:
         cookie = _cookie(scope, SESSION_COOKIE)
         if not token and not cookie:
             return None
-        with self.service.db.read_session() as session:
-            if token:
-                return accounts.resolve_token(session, token)
-            return accounts.resolve_session(session, cookie)
+        if token:
+            return accounts.principal_for_token(self.service.db, token)
+        return accounts.principal_for_session(self.service.db, cookie)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -21,6 +21,12 @@ from gateway.core.models import utcnow
 Row = tuple[Any, ...]
 
 
+def stamp(value: datetime, pg: bool) -> Any:
+    """A naive UTC timestamp as a statement parameter: as is for psycopg, SQLAlchemy's
+    storage format on SQLite (so comparisons with stored values hold)."""
+    return value if pg else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def for_driver(sql: str, pg: bool) -> str:
     """``?`` placeholders as the driver wants them (``%s`` for psycopg)."""
     return sql.replace("?", "%s") if pg else sql
@@ -58,7 +64,7 @@ class FastSQL:
         return self._now
 
     def stamp(self, value: datetime) -> Any:
-        return value if self.pg else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return stamp(value, self.pg)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         try:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from gateway.core.models import Instance, Patient, Series, Study
-from gateway.reconciliation.models import MatchState, StudyMatch
+from gateway.core.fastsql import FastSQL
+from gateway.reconciliation.models import MatchState
 
 
 class StudySummary(BaseModel):
@@ -54,17 +54,43 @@ def count_all(session: Session) -> int:
     once; studies rows are never deleted (retention removes files, not rows). A study
     committed out of id order (two receivers on PostgreSQL) shows within the TTL.
     """
+    sql = FastSQL(session)
     key = str(session.get_bind().engine.url)
-    top = session.scalar(select(func.max(Study.id))) or 0
+    top = _scalar(sql, "SELECT max(id) FROM studies")
     now = time.monotonic()
     with _all_counts_lock:
         cached = _all_counts.get(key)
     if cached is not None and cached[0] == top and now - cached[2] < COUNT_ALL_TTL_S:
         return cached[1]
-    total = session.scalar(select(func.count(Study.id))) or 0
+    total = _scalar(sql, "SELECT count(id) FROM studies")
     with _all_counts_lock:
         _all_counts[key] = (top, total, now)
     return total
+
+
+def _scalar(sql: FastSQL, statement: str, params: Sequence[Any] = ()) -> int:
+    row = sql.one(statement, params)
+    return int(row[0] or 0) if row is not None else 0
+
+
+# The list is the API's most polled read (a worklist screen refreshes it every few
+# seconds), so its statements are SQL written once, run on the session's connection
+# (``FastSQL``): building, caching and compiling them through SQLAlchemy, and ORM result
+# handling, cost more CPU than the database's work (docs/performance.md). Every value is
+# a bound parameter; the pieces of SQL are constants chosen by which filters are given.
+_SUMMARY_SQL = (
+    "SELECT s.id, s.study_uid, s.accession_number, s.study_date, s.state,"
+    " s.first_received_at, s.last_received_at, s.stable_at, p.patient_id, p.name,"
+    " m.state, m.reason"
+    " FROM studies s JOIN patients p ON p.id = s.patient_pk"
+    " LEFT JOIN study_matches m ON m.study_pk = s.id"
+    " WHERE s.id IN ({ids})"
+)
+_COUNTS_SQL = (
+    "SELECT se.study_pk, se.modality, count(i.id) FROM series se"
+    " LEFT JOIN instances i ON i.series_pk = se.id"
+    " WHERE se.study_pk IN ({ids}) GROUP BY se.study_pk, se.modality"
+)
 
 
 def study_page(
@@ -80,83 +106,63 @@ def study_page(
     limit: int = 50,
 ) -> StudyPage:
     """Studies, last received first; dates are YYYYMMDD (checked by the caller)."""
-    query = select(Study.id)  # every study has its patient: join only to filter by one
+    where: list[str] = []
+    params: list[Any] = []
+    join = ""  # every study has its patient: join only to filter by one
     if matched is not None:
-        is_matched = select(StudyMatch.study_pk).where(StudyMatch.state == MatchState.MATCHED)
-        query = query.where(Study.id.in_(is_matched) if matched else Study.id.notin_(is_matched))
+        where.append(
+            ("s.id IN" if matched else "s.id NOT IN")
+            + " (SELECT study_pk FROM study_matches WHERE state = ?)"
+        )
+        params.append(MatchState.MATCHED)
     if date_from:
-        query = query.where(Study.study_date >= date_from)
+        where.append("s.study_date >= ?")
+        params.append(date_from)
     if date_to:
-        query = query.where(Study.study_date <= date_to)
+        where.append("s.study_date <= ?")
+        params.append(date_to)
     if patient_id:
-        query = query.join(Patient, Study.patient_pk == Patient.id).where(
-            Patient.patient_id == patient_id
-        )
+        join = " JOIN patients fp ON fp.id = s.patient_pk"
+        where.append("fp.patient_id = ?")
+        params.append(patient_id)
     if state:
-        query = query.where(Study.state == state.upper())
+        where.append("s.state = ?")
+        params.append(state.upper())
     if modality:
-        query = query.where(
-            Study.id.in_(select(Series.study_pk).where(Series.modality == modality.upper()))
-        )
-    if query.whereclause is None:
-        total = count_all(session)
-    else:
-        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = (
-        query.order_by(Study.last_received_at.desc(), Study.id.desc()).offset(offset).limit(limit)
-    )
-    ids = list(session.scalars(page))
-    return StudyPage(
-        total=total, offset=offset, limit=limit, items=summaries(session, ids, among=page)
-    )
+        where.append("s.id IN (SELECT study_pk FROM series WHERE modality = ?)")
+        params.append(modality.upper())
+    chosen = "FROM studies s" + join + (" WHERE " + " AND ".join(where) if where else "")
+    sql = FastSQL(session)
+    total = count_all(session) if not where else _scalar(sql, f"SELECT count(*) {chosen}", params)
+    page = f"SELECT s.id {chosen} ORDER BY s.last_received_at DESC, s.id DESC LIMIT ? OFFSET ?"
+    page_params = [*params, limit, offset]
+    ids = [int(row[0]) for row in sql.rows(page, page_params)]
+    # The page's query stands in for the list of its ids in the summaries' queries.
+    items = _summaries(sql, ids, page, page_params)
+    return StudyPage(total=total, offset=offset, limit=limit, items=items)
 
 
 def summary(session: Session, study_pk: int) -> StudySummary:
     return summaries(session, [study_pk])[0]
 
 
-def summaries(
-    session: Session, study_pks: list[int], among: Select[Any] | None = None
-) -> list[StudySummary]:
-    """The summaries of ``study_pks``, in that order: two queries for the whole page.
+def summaries(session: Session, study_pks: list[int]) -> list[StudySummary]:
+    """The summaries of ``study_pks``, in that order: two queries for them all."""
+    marks = ", ".join("?" * len(study_pks))
+    return _summaries(FastSQL(session), study_pks, marks, study_pks)
 
-    ``among``: the query that gave ``study_pks`` (a page), used in the queries as a
-    subquery instead of the list: rendering fifty bound ids costs more than the SQL.
-    """
+
+def _summaries(
+    sql: FastSQL, study_pks: list[int], ids: str, params: Sequence[Any]
+) -> list[StudySummary]:
+    """Summaries of ``study_pks``, which SQL ``ids`` (a list or a query, with ``params``)
+    selects."""
     if not study_pks:
         return []
-    wanted: Select[Any] | list[int] = among if among is not None else study_pks
-    # Columns, not entities: a page of ORM objects costs more than the queries.
-    rows = {
-        row.id: row
-        for row in session.execute(
-            select(
-                Study.id,
-                Study.study_uid,
-                Study.accession_number,
-                Study.study_date,
-                Study.state,
-                Study.first_received_at,
-                Study.last_received_at,
-                Study.stable_at,
-                Patient.patient_id,
-                Patient.name,
-                StudyMatch.state.label("match_state"),
-                StudyMatch.reason.label("match_reason"),
-            )
-            .join(Patient, Study.patient_pk == Patient.id)
-            .outerjoin(StudyMatch, StudyMatch.study_pk == Study.id)
-            .where(Study.id.in_(wanted))
-        )
-    }
+    rows = {int(row[0]): row for row in sql.rows(_SUMMARY_SQL.format(ids=ids), params)}
     modalities: dict[int, set[str]] = {pk: set() for pk in study_pks}
     counts: dict[int, int] = {}
-    for pk, modality, n in session.execute(
-        select(Series.study_pk, Series.modality, func.count(Instance.id))
-        .outerjoin(Instance, Instance.series_pk == Series.id)
-        .where(Series.study_pk.in_(wanted))
-        .group_by(Series.study_pk, Series.modality)
-    ):
+    for pk, modality, n in sql.rows(_COUNTS_SQL.format(ids=ids), params):
         if modality:
             modalities[pk].add(modality)
         counts[pk] = counts.get(pk, 0) + int(n)
@@ -165,19 +171,19 @@ def summaries(
         row = rows[pk]
         out.append(
             StudySummary(
-                study_uid=row.study_uid,
-                match_state=row.match_state or "",
-                match_reason=row.match_reason or "",
-                patient_id=row.patient_id,
-                patient_name=row.name,
-                accession_number=row.accession_number,
-                study_date=row.study_date,
+                study_uid=row[1],
+                match_state=row[10] or "",
+                match_reason=row[11] or "",
+                patient_id=row[8],
+                patient_name=row[9],
+                accession_number=row[2],
+                study_date=row[3],
                 modalities=sorted(modalities[pk]),
-                state=row.state,
+                state=row[4],
                 instances=counts.get(pk, 0),
-                first_received_at=row.first_received_at,
-                last_received_at=row.last_received_at,
-                stable_at=row.stable_at,
+                first_received_at=row[5],  # SQLite: text in SQLAlchemy's format, parsed here
+                last_received_at=row[6],
+                stable_at=row[7],
             )
         )
     return out
