@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dicom_nodes.identifiers import validate_accession
@@ -33,7 +33,7 @@ from gateway.core.settings import ReconcileSettings
 from gateway.core.upsert import insert_for
 from gateway.intake.instance_meta import InstanceMeta
 from gateway.intake.receive import StoredInstance
-from gateway.orders.models import Order, OrderPatient, RequestedProcedure, ScheduledStep
+from gateway.orders.models import Order, OrderPatient, RequestedProcedure
 from gateway.reconciliation.models import MatchState, StudyMatch
 
 log = logging.getLogger(__name__)
@@ -60,47 +60,45 @@ def _date(value: str) -> date | None:
 def find_order(
     session: Session, meta: InstanceMeta, study_pk: int, window_days: int
 ) -> MatchResult:
-    """Decide which requested procedure a study belongs to (read-only)."""
+    """Decide which requested procedure a study belongs to (read-only).
+
+    Runs once per study inside the receive transaction, so its few lookups are driver
+    statements (``FastSQL``): through SQLAlchemy's statement building most of its time
+    was Python, not the indexed lookups (docs/performance.md)."""
+    session.flush()  # rows pending in the session are seen, as the ORM's autoflush did
+    sql = FastSQL(session)
     candidates: list[int] = []
     method = ""
     if meta.accession_number:
-        candidates = list(
-            session.scalars(
-                select(RequestedProcedure.id).where(
-                    RequestedProcedure.accession_number == meta.accession_number
-                )
-            )
-        )
+        candidates = _ids(
+            sql, "SELECT id FROM requested_procedures WHERE accession_number = ?",
+            [meta.accession_number],
+        )  # fmt: skip
         method = "accession"
     if not candidates:
-        candidates = list(
-            session.scalars(
-                select(RequestedProcedure.id).where(
-                    RequestedProcedure.study_instance_uid == meta.study_uid
-                )
-            )
-        )
+        candidates = _ids(
+            sql, "SELECT id FROM requested_procedures WHERE study_instance_uid = ?",
+            [meta.study_uid],
+        )  # fmt: skip
         method = "study_uid"
     if not candidates and meta.patient_id and meta.modality:
-        day = _date(meta.study_date)
-        query = (
-            select(RequestedProcedure.id)
-            .join(Order, Order.id == RequestedProcedure.order_pk)
-            .join(OrderPatient, OrderPatient.id == Order.patient_pk)
-            .join(ScheduledStep, ScheduledStep.rp_pk == RequestedProcedure.id)
-            .where(
-                OrderPatient.patient_id == meta.patient_id,
-                ScheduledStep.modality == meta.modality.upper(),
-                Order.status.notin_(_CANCELLED),
-            )
+        statement = (
+            "SELECT DISTINCT rp.id FROM requested_procedures rp"
+            " JOIN orders o ON o.id = rp.order_pk"
+            " JOIN order_patients p ON p.id = o.patient_pk"
+            " JOIN scheduled_steps st ON st.rp_pk = rp.id"
+            " WHERE p.patient_id = ? AND st.modality = ?"
+            f" AND o.status NOT IN ({', '.join('?' * len(_CANCELLED))})"
         )
+        params: list[object] = [meta.patient_id, meta.modality.upper(), *_CANCELLED]
+        day = _date(meta.study_date)
         if day is not None:
-            lo = (day - timedelta(days=window_days)).strftime("%Y%m%d")
-            hi = (day + timedelta(days=window_days)).strftime("%Y%m%d")
-            query = query.where(
-                and_(ScheduledStep.start_date >= lo, ScheduledStep.start_date <= hi)
-            )
-        candidates = list(set(session.scalars(query)))
+            statement += " AND st.start_date >= ? AND st.start_date <= ?"
+            params += [
+                (day - timedelta(days=window_days)).strftime("%Y%m%d"),
+                (day + timedelta(days=window_days)).strftime("%Y%m%d"),
+            ]
+        candidates = _ids(sql, statement, params)
         method = "patient"
         if len(candidates) > 1:
             return MatchResult(MatchState.UNMATCHED, reason="several orders fit patient and date")
@@ -108,21 +106,23 @@ def find_order(
         return MatchResult(MatchState.UNMATCHED, reason="no order found")
     if len(candidates) > 1:
         return MatchResult(MatchState.FLAGGED, method, None, "several orders share the key")
-    return _check(session, candidates[0], study_pk, method)
+    return _check(sql, candidates[0], study_pk, method)
 
 
-def _check(session: Session, rp_pk: int, study_pk: int, method: str) -> MatchResult:
-    status = session.scalar(
-        select(Order.status)
-        .join(RequestedProcedure, RequestedProcedure.order_pk == Order.id)
-        .where(RequestedProcedure.id == rp_pk)
+def _ids(sql: FastSQL, statement: str, params: list[object]) -> list[int]:
+    return [int(row[0]) for row in sql.rows(statement, params)]
+
+
+def _check(sql: FastSQL, rp_pk: int, study_pk: int, method: str) -> MatchResult:
+    row = sql.one(
+        "SELECT o.status FROM orders o JOIN requested_procedures rp ON rp.order_pk = o.id"
+        " WHERE rp.id = ?",
+        [rp_pk],
     )
-    other = session.scalar(
-        select(StudyMatch.study_pk).where(
-            StudyMatch.rp_pk == rp_pk,
-            StudyMatch.study_pk != study_pk,
-            StudyMatch.state == MatchState.MATCHED,
-        )
+    status = row[0] if row is not None else None
+    other = sql.one(
+        "SELECT study_pk FROM study_matches WHERE rp_pk = ? AND study_pk != ? AND state = ?",
+        [rp_pk, study_pk, MatchState.MATCHED],
     )
     if status in _CANCELLED:
         return MatchResult(MatchState.FLAGGED, method, rp_pk, "the order is cancelled")
@@ -229,7 +229,7 @@ def link(session: Session, study_uid: str, accession: str, by: str) -> MatchResu
     )
     if len(rps) != 1:
         raise LinkError("no order with this accession number" if not rps else "ambiguous")
-    result = _check(session, rps[0], study_pk, "manual")
+    result = _check(FastSQL(session), rps[0], study_pk, "manual")
     if result.state != MatchState.MATCHED:
         raise LinkError(result.reason)
     _save(session, study_pk, result, by)
