@@ -87,6 +87,11 @@ class FastSQL:
         row = self._cursor.fetchone()
         return tuple(row) if row is not None else None
 
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = self.one(sql, params)
+        return row[0] if row is not None else None
+
     def insert(self, table: str, values: dict[str, Any]) -> int:
         """INSERT one row; returns its id (RETURNING, SQLite >= 3.35 and PostgreSQL)."""
         cols = ", ".join(values)

@@ -114,13 +114,12 @@ def _ids(sql: FastSQL, statement: str, params: list[object]) -> list[int]:
 
 
 def _check(sql: FastSQL, rp_pk: int, study_pk: int, method: str) -> MatchResult:
-    row = sql.one(
+    status = sql.scalar(
         "SELECT o.status FROM orders o JOIN requested_procedures rp ON rp.order_pk = o.id"
         " WHERE rp.id = ?",
         [rp_pk],
     )
-    status = row[0] if row is not None else None
-    other = sql.one(
+    other = sql.scalar(
         "SELECT study_pk FROM study_matches WHERE rp_pk = ? AND study_pk != ? AND state = ?",
         [rp_pk, study_pk, MatchState.MATCHED],
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +44,7 @@ _all_counts_lock = threading.Lock()
 COUNT_ALL_TTL_S = 1.0
 
 
-def count_all(session: Session) -> int:
+def count_all(session: Session, sql: FastSQL | None = None) -> int:
     """How many studies there are, counted at most once a second while none is added.
 
     Counting every study is the list's one cost that grows with the database (10 ms of
@@ -54,23 +53,18 @@ def count_all(session: Session) -> int:
     once; studies rows are never deleted (retention removes files, not rows). A study
     committed out of id order (two receivers on PostgreSQL) shows within the TTL.
     """
-    sql = FastSQL(session)
+    sql = sql or FastSQL(session)
     key = str(session.get_bind().engine.url)
-    top = _scalar(sql, "SELECT max(id) FROM studies")
+    top = int(sql.scalar("SELECT max(id) FROM studies") or 0)
     now = time.monotonic()
     with _all_counts_lock:
         cached = _all_counts.get(key)
     if cached is not None and cached[0] == top and now - cached[2] < COUNT_ALL_TTL_S:
         return cached[1]
-    total = _scalar(sql, "SELECT count(id) FROM studies")
+    total = int(sql.scalar("SELECT count(id) FROM studies") or 0)
     with _all_counts_lock:
         _all_counts[key] = (top, total, now)
     return total
-
-
-def _scalar(sql: FastSQL, statement: str, params: Sequence[Any] = ()) -> int:
-    row = sql.one(statement, params)
-    return int(row[0] or 0) if row is not None else 0
 
 
 # The list is the API's most polled read (a worklist screen refreshes it every few
@@ -133,13 +127,13 @@ def study_page(
         params.append(modality.upper())
     chosen = "FROM studies s" + join + (" WHERE " + " AND ".join(where) if where else "")
     sql = FastSQL(session)
-    total = count_all(session) if not where else _scalar(sql, f"SELECT count(*) {chosen}", params)
+    if where:
+        total = int(sql.scalar(f"SELECT count(*) {chosen}", params) or 0)
+    else:
+        total = count_all(session, sql)
     page = f"SELECT s.id {chosen} ORDER BY s.last_received_at DESC, s.id DESC LIMIT ? OFFSET ?"
-    page_params = [*params, limit, offset]
-    ids = [int(row[0]) for row in sql.rows(page, page_params)]
-    # The page's query stands in for the list of its ids in the summaries' queries.
-    items = _summaries(sql, ids, page, page_params)
-    return StudyPage(total=total, offset=offset, limit=limit, items=items)
+    ids = [int(row[0]) for row in sql.rows(page, [*params, limit, offset])]
+    return StudyPage(total=total, offset=offset, limit=limit, items=_summaries(sql, ids))
 
 
 def summary(session: Session, study_pk: int) -> StudySummary:
@@ -148,21 +142,17 @@ def summary(session: Session, study_pk: int) -> StudySummary:
 
 def summaries(session: Session, study_pks: list[int]) -> list[StudySummary]:
     """The summaries of ``study_pks``, in that order: two queries for them all."""
-    marks = ", ".join("?" * len(study_pks))
-    return _summaries(FastSQL(session), study_pks, marks, study_pks)
+    return _summaries(FastSQL(session), study_pks)
 
 
-def _summaries(
-    sql: FastSQL, study_pks: list[int], ids: str, params: Sequence[Any]
-) -> list[StudySummary]:
-    """Summaries of ``study_pks``, which SQL ``ids`` (a list or a query, with ``params``)
-    selects."""
+def _summaries(sql: FastSQL, study_pks: list[int]) -> list[StudySummary]:
     if not study_pks:
         return []
-    rows = {int(row[0]): row for row in sql.rows(_SUMMARY_SQL.format(ids=ids), params)}
+    ids = ", ".join("?" * len(study_pks))  # bound ids: the page's query is not run again
+    rows = {int(row[0]): row for row in sql.rows(_SUMMARY_SQL.format(ids=ids), study_pks)}
     modalities: dict[int, set[str]] = {pk: set() for pk in study_pks}
     counts: dict[int, int] = {}
-    for pk, modality, n in sql.rows(_COUNTS_SQL.format(ids=ids), params):
+    for pk, modality, n in sql.rows(_COUNTS_SQL.format(ids=ids), study_pks):
         if modality:
             modalities[pk].add(modality)
         counts[pk] = counts.get(pk, 0) + int(n)
