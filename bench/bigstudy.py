@@ -19,10 +19,8 @@ Usage: .venv/bin/python -m bench.bigstudy [--quick] [--multiframe N] [--frames F
 from __future__ import annotations
 
 import argparse
-import shutil
 import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, generate_uid
 
-from bench.common import RssSampler, emit, storescu_send
+from bench.common import RssSampler, emit, scratch, storescu_send
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import ct_header, make_ct_study, set_monochrome_16
 from tests.support.destination import destination_for
@@ -103,11 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.frames, args.ct = 32, 200
-    work = Path(tempfile.mkdtemp(prefix="risgate-bench-big-"))
-    try:
+    with scratch("risgate-bench-big-") as work:
         _run(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(args: argparse.Namespace, work: Path) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 STORESCU_ENV = dict(os.environ, TCP_NODELAY="1")
@@ -15,6 +18,18 @@ STORESCU_ENV = dict(os.environ, TCP_NODELAY="1")
 # The production worker poll (settings' default); the test harness polls every 0.2 s,
 # whose idle passes (a few write transactions each) would weigh on every figure.
 PRODUCTION_WORKER = {"worker": {"poll_interval_s": 1.0}}
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A work directory for one benchmark run, deleted when the run ends, failed or not:
+    a run leaves GBs of generated studies and server storage behind otherwise (and a full
+    disk makes the next run's gateway refuse C-STOREs at its high-water mark)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def storescu_send(port: int, files: Sequence[Path], aec: str, parallel: int = 1) -> float:

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench.common import PRODUCTION_WORKER, emit, storescu_send, wait_quiet
+from bench.common import PRODUCTION_WORKER, emit, scratch, storescu_send, wait_quiet
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
@@ -141,6 +139,30 @@ def _round(
     return time.perf_counter() - start, send_s
 
 
+def _settle(gw: GatewayProcess, study_uid: str, timeout: float = 300) -> None:
+    """Wait until the gateway is done with a study it forwarded: verified in the PACS
+    and no job of any kind (costing, thumbnails, results) left to run. A study becomes
+    stable ``stable_after_s`` after its last instance; without this wait its
+    verification, thumbnail and costing would run inside a later round, timed against
+    whichever path that round measures."""
+    deadline = time.monotonic() + timeout
+
+    def done() -> bool:
+        detail = gw.get(f"/api/studies/{study_uid}")
+        forwarding = detail["forwarding"]
+        if not forwarding or any(f["state"] != "VERIFIED" for f in forwarding):
+            return False
+        counts = gw.get("/api/queue", dead_limit=0)["counts"]
+        return not any(
+            by_state.get("PENDING", 0) or by_state.get("RUNNING", 0) for by_state in counts.values()
+        )
+
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gateway never finished study {study_uid}")
+        time.sleep(0.2)
+
+
 def _corrected_share(orthanc: LocalOrthanc, accessions: list[str]) -> str:
     """How many ("k/n") of the matched studies' instances in Orthanc carry the order's
     patient and an Original Attributes Sequence: the bench timed the right path."""
@@ -170,25 +192,27 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--associations", type=int, default=1, help="sender associations")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="risgate-bench-fwd-"))
+    with scratch("risgate-bench-fwd-") as work:
+        _run(args, work)
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
     n = args.instances
     # A new study per round and path: the gateway forwards an instance once only.
     # The modality's demographics (patient "TYPO") differ from the orders' (BF...).
     studies = [
         (
-            make_ct_study(work / f"direct{r}", n, accession=f"DIRECT{r}")[1],
-            make_ct_study(work / f"gw{r}", n, accession=f"MATCH{r}", patient_id="TYPO")[1],
-            make_ct_study(work / f"raw{r}", n, accession=f"NOORDER{r}")[1],
-            make_ct_study(work / f"stock{r}", n, accession=f"STOCK{r}", patient_id="TYPO")[1],
+            make_ct_study(work / f"direct{r}", n, accession=f"DIRECT{r}"),
+            make_ct_study(work / f"gw{r}", n, accession=f"MATCH{r}", patient_id="TYPO"),
+            make_ct_study(work / f"raw{r}", n, accession=f"NOORDER{r}"),
+            make_ct_study(work / f"stock{r}", n, accession=f"STOCK{r}", patient_id="TYPO"),
         )
         for r in range(args.rounds)
     ]
     _, warm_direct = make_ct_study(work / "warm-direct", WARM_UP, accession="WARMD")
-    _, warm_gw = make_ct_study(work / "warm-gw", WARM_UP, accession="WARMG", patient_id="TYPO")
-    _, warm_raw = make_ct_study(work / "warm-raw", WARM_UP, accession="WARMR")
-    _, warm_stock = make_ct_study(
-        work / "warm-stock", WARM_UP, accession="WARMS", patient_id="TYPO"
-    )
+    warm_gw = make_ct_study(work / "warm-gw", WARM_UP, accession="WARMG", patient_id="TYPO")
+    warm_raw = make_ct_study(work / "warm-raw", WARM_UP, accession="WARMR")
+    warm_stock = make_ct_study(work / "warm-stock", WARM_UP, accession="WARMS", patient_id="TYPO")
 
     def orthanc(name: str) -> LocalOrthanc:
         server = LocalOrthanc(
@@ -240,25 +264,35 @@ def main() -> None:
         # A small study through each path first (not timed): first associations, lazy
         # imports and cold caches on all sides.
         _round(direct, direct.config.dicom_port, "ORTHANC", warm_direct, WARM_UP)
-        _round(pacs, gw.dicom_port, "RISGATE", warm_gw, WARM_UP)
-        _round(pacs, gw.dicom_port, "RISGATE", warm_raw, 2 * WARM_UP)
-        _round(pacs_stock, gw_stock.dicom_port, "RISGATE", warm_stock, WARM_UP)
+        _round(pacs, gw.dicom_port, "RISGATE", warm_gw[1], WARM_UP)
+        _round(pacs, gw.dicom_port, "RISGATE", warm_raw[1], 2 * WARM_UP)
+        _round(pacs_stock, gw_stock.dicom_port, "RISGATE", warm_stock[1], WARM_UP)
+        _settle(gw, warm_gw[0])
+        _settle(gw, warm_raw[0])
+        _settle(gw_stock, warm_stock[0])
         # Direct and through the gateways take turns, so drifts of the machine's speed
-        # fall on all paths alike.
-        for r, (direct_files, gw_files, raw_files, stock_files) in enumerate(studies):
+        # fall on all paths alike. After each gateway round, the gateway finishes that
+        # study (verification, thumbnails, costing) before the next round starts.
+        for r, (direct_study, gw_study, raw_study, stock_study) in enumerate(studies):
             direct_s.append(
                 _round(
-                    direct, direct.config.dicom_port, "ORTHANC", direct_files, WARM_UP + n * (r + 1)
+                    direct, direct.config.dicom_port, "ORTHANC", direct_study[1],
+                    WARM_UP + n * (r + 1),
                 )[0]
-            )
+            )  # fmt: skip
             expected = 2 * WARM_UP + 2 * n * r + n
-            total, send = _round(pacs, gw.dicom_port, "RISGATE", gw_files, expected)
+            total, send = _round(pacs, gw.dicom_port, "RISGATE", gw_study[1], expected)
+            _settle(gw, gw_study[0])
             gateway_s.append(total)
             receive_s.append(send)
-            unmatched_s.append(_round(pacs, gw.dicom_port, "RISGATE", raw_files, expected + n)[0])
-            total, send = _round(
-                pacs_stock, gw_stock.dicom_port, "RISGATE", stock_files, WARM_UP + n * (r + 1)
+            unmatched_s.append(
+                _round(pacs, gw.dicom_port, "RISGATE", raw_study[1], expected + n)[0]
             )
+            _settle(gw, raw_study[0])
+            total, send = _round(
+                pacs_stock, gw_stock.dicom_port, "RISGATE", stock_study[1], WARM_UP + n * (r + 1)
+            )
+            _settle(gw_stock, stock_study[0])
             stock_s.append(total)
             stock_receive_s.append(send)
         corrected = _corrected_share(pacs, [f"MATCH{r}" for r in range(args.rounds)])
@@ -305,7 +339,6 @@ def main() -> None:
             "gateway_stock_rounds_s": [round(x, 2) for x in stock_s],
         }
     )
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,13 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydicom.data import get_testdata_file
 
-from bench.common import RssSampler, emit, storescu_send, wait_port
+from bench.common import RssSampler, emit, scratch, storescu_send, wait_port
 from dicom_nodes.structure_check import check_file
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
@@ -114,7 +113,11 @@ def main() -> None:
     )
     parser.add_argument("--no-fsync", action="store_true", help="durability off (profiling only)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="risgate-bench-"))
+    with scratch("risgate-bench-ingest-") as work:
+        _run(args, work)
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
     result: dict[str, object] = {"bench": "ingest", "instances": args.instances}
 
     # A distinct study per receiver and run, so nobody is sent duplicates.
@@ -178,7 +181,6 @@ def main() -> None:
     result["ratio_4"] = round(float(result["gateway_ips_4"]) / float(result["orthanc_ips_4"]), 2)  # type: ignore[arg-type]
     result["ratio_16"] = round(float(result["gateway_ips_16"]) / float(result["orthanc_ips_16"]), 2)  # type: ignore[arg-type]
     emit(result)
-    subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,13 @@ import resource
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit
+from bench.common import emit, scratch
 
 SERVICES = [  # (service code, machine, modality, facts)
     ("18.0119.0028", "DX01", "DX"),
@@ -291,7 +290,11 @@ def main() -> None:
     )
     parser.add_argument("--db", default="sqlite,postgresql")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="risgate-bench-report-"))
+    with scratch("risgate-bench-report-") as work:
+        _run(args, work)
+
+
+def _run(args: argparse.Namespace, work: Path) -> None:
     n, k = args.rows, args.xml3_rows
     for name in args.db.split(","):
         if name == "sqlite":

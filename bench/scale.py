@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -40,7 +38,7 @@ import httpx
 from sqlalchemy import Engine, text
 
 from bench import mwl
-from bench.common import PRODUCTION_WORKER, emit, storescu_send, wait_quiet
+from bench.common import PRODUCTION_WORKER, emit, scratch, storescu_send, wait_quiet
 from gateway.core.database import Database, make_engine
 from gateway.core.migrate import upgrade
 from gateway.intake.instance_meta import InstanceMeta
@@ -420,8 +418,7 @@ def main() -> None:
         args.rounds = 2
     size = {"studies": args.studies, "instances": args.instances, "orders": args.orders,
             "ingest": args.ingest, "rounds": args.rounds}  # fmt: skip
-    work = Path(tempfile.mkdtemp(prefix="risgate-bench-scale-"))
-    try:
+    with scratch("risgate-bench-scale-") as work:
         for name in args.db.split(","):
             if name == "sqlite":
                 emit(bench(name, f"sqlite:///{work / 'scale.db'}", work, size))
@@ -436,8 +433,6 @@ def main() -> None:
                     cluster.stop()
             else:
                 raise SystemExit(f"unknown --db {name}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,16 @@ verified with (:data:`VERIFIED`, the versions pinned in constraints.txt). So:
   called :func:`configure` (a test, a tool) decides from ``RISGATE_DICOM__FAST_PATH``;
 * :func:`relaxed_reading` turns pydicom's value validation off only while the receive path
   reads a header, and only on the fast path;
-* :func:`bind_received_temp_files` makes pynetdicom create the temp file of a received
-  dataset in the instance store's tmp dir (same file system as its final place), on both
-  paths, without changing :data:`tempfile.tempdir` for the whole process.
+* :func:`bind_received_temp_files` makes pynetdicom take the temp file of a received
+  dataset from the instance store's tmp dir (same file system as its final place), made
+  ahead of time, on both paths, without changing :data:`tempfile.tempdir` for the whole
+  process.
 
 Upgrading pydicom or pynetdicom: ``scripts/check-upgrade.sh`` (docs/decisions.md).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -32,11 +32,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from tempfile import NamedTemporaryFile
 from typing import Literal
 
 import pydicom.config
 from pynetdicom import dimse_messages
+
+from dicom_nodes.spare_files import SpareTempFiles
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,16 @@ def relaxed_reading() -> Iterator[None]:
                 settings.reading_validation_mode = _saved_mode
 
 
+_temp_files: SpareTempFiles | None = None
+
+
 def bind_received_temp_files(tmp_dir: Path) -> None:
     """pynetdicom's temp files of received datasets (``STORE_RECV_CHUNKED_DATASET``) in
-    ``tmp_dir``: its ``decode_msg`` is the only user of that name in the module."""
-    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment]
-        NamedTemporaryFile, dir=str(tmp_dir)
-    )
+    ``tmp_dir``, created ahead (:class:`dicom_nodes.spare_files.SpareTempFiles`): its
+    ``decode_msg`` is the only user of that name in the module."""
+    global _temp_files
+    with _lock:
+        if _temp_files is not None:
+            _temp_files.stop()
+        _temp_files = SpareTempFiles(tmp_dir)
+        dimse_messages.NamedTemporaryFile = _temp_files  # type: ignore[assignment]

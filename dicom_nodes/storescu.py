@@ -122,7 +122,8 @@ class StoreSCU:
         self.port = port
         self.called_ae = called_ae
         self.timeout_s = timeout_s
-        self.idle_close_s = idle_close_s
+        # Released well before the association's own network timeout would abort it.
+        self.idle_close_s = min(idle_close_s, timeout_s / 2)
         self._assoc: Association | None = None
         self._opening: AE | None = None
         self._contexts: set[tuple[str, str]] = set()
@@ -256,6 +257,13 @@ class StoreSCU:
             return None, False
         comment = str(getattr(status, "ErrorComment", "") or "").strip()[:200]
         return Failure(f"C-STORE status 0x{code:04X} {comment}".strip()), False
+
+    def close_if_idle(self) -> None:
+        """Release the association if nothing was sent on it for ``idle_close_s``: the
+        sender calls this while it waits for work, so an idle association ends with a
+        release before the peer's (or pynetdicom's own) network timeout aborts it."""
+        if self._assoc is not None and time.monotonic() - self._last_used > self.idle_close_s:
+            self.close()
 
     def close(self, *, graceful: bool = True) -> None:
         """Release the association (abort it after an error: the peer may be gone)."""

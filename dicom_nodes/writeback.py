@@ -5,16 +5,18 @@ starts writing the file only at that fsync, so the association waits for the who
 dataset to reach the disk. Asking for writeback after each P-DATA fragment
 (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which does not wait) leaves the fsync only
 the last fragment and the flush: measured here, the fsync of a 0.5 MB instance went from
-about 0.5-0.85 ms to 0.3-0.4 ms. Durability still comes from that fsync; this only moves
+about 0.5-0.85 ms to 0.3-0.4 ms. The request is made from a background thread, off the
+thread the modality waits for. Durability still comes from that fsync; this only moves
 work earlier. A no-op where the call does not exist (not Linux).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 SYNC_FILE_RANGE_WRITE = 2
 
@@ -34,8 +36,28 @@ _sync_file_range = _load()
 
 
 def start_writeback(fd: int) -> None:
-    """Queue the file's dirty pages for writing, without waiting (errors are ignored:
-    the fsync that follows reports any real I/O failure)."""
-    if _sync_file_range is not None:
-        with contextlib.suppress(OSError, ValueError):
-            _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+    """Queue the file's dirty pages for writing, without waiting, from a background thread
+    (errors are ignored: the fsync that follows reports any real I/O failure).
+
+    The call is not free: it allocates the blocks of the pages written so far and submits
+    them, about 5 % of the receiving thread's time when made there (py-spy). The
+    background thread works on a duplicate of ``fd``, so the file may be closed
+    meanwhile."""
+    if _sync_file_range is None:
+        return
+    try:
+        own = os.dup(fd)
+    except OSError:
+        return
+    _WRITER.submit(_write_back, own)
+
+
+def _write_back(fd: int) -> None:
+    try:
+        _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)  # type: ignore[misc]
+    finally:
+        os.close(fd)
+
+
+# One thread: the requests of one file stay in order, and cost one core at most.
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writeback")

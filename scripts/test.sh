@@ -16,5 +16,5 @@ if [ $# -eq 0 ]; then
   # exist. SQLite variants only: the database is the same code on both paths.
   RISGATE_DICOM__FAST_PATH=false .venv/bin/pytest -p no:cacheprovider -q -k "not postgresql" \
     tests/test_dicom_receive.py tests/test_forward.py tests/test_dicom_state_machine.py \
-    tests/test_coerce_stream_orthanc.py tests/test_proof_hostile_dicom.py
+    tests/test_coerce_stream_orthanc.py tests/test_proof_hostile_dicom.py tests/test_storescu_idle.py
 fi

@@ -23,6 +23,7 @@ from gateway.core.models import Instance
 from tests.support.ctgen import make_ct_study
 from tests.support.dcmtk import PROPOSE_FLAG, echoscu, storescu, storescu_acknowledged
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.store_files import store_files
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +103,7 @@ def _indexed_uids(gw: GatewayProcess) -> set[str]:
 
 
 def _store_files(gw: GatewayProcess) -> set[str]:
-    return {p.name for p in (gw.work / "var" / "store").rglob("*") if p.is_file()}
+    return {p.name for p in store_files(gw.work / "var" / "store")}
 
 
 def _study_total(gw: GatewayProcess, **filters: Any) -> int:

@@ -26,6 +26,7 @@ from gateway.core.models import Instance
 from tests.support import rawdicom as raw
 from tests.support.dcmtk import echoscu, storescu
 from tests.support.gateway_proc import GatewayProcess
+from tests.support.store_files import store_files
 from tests.support.wait import wait_until
 
 FAST = fast_path.parse_mode(os.environ.get(fast_path.ENV, "true")) is not False
@@ -81,7 +82,7 @@ def _indexed(gw: GatewayProcess) -> set[str]:
 
 
 def _files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if p.is_file()}
+    return store_files(root)
 
 
 def _wait_echo(gw: GatewayProcess, timeout: float) -> None:

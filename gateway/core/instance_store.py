@@ -84,7 +84,8 @@ class InstanceStore:
             if entry == self.tmp_dir or (entry.name.isdigit() and _pid_alive(int(entry.name))):
                 continue
             if entry.is_dir():
-                count += sum(1 for _ in entry.iterdir())
+                # Empty files are spares made ahead (dicom_nodes.spare_files), not receptions.
+                count += sum(1 for f in entry.iterdir() if _size(f) > 0)
                 shutil.rmtree(entry, ignore_errors=True)
         return count
 
@@ -95,6 +96,13 @@ class InstanceStore:
     def used_percent(self) -> float:
         usage = shutil.disk_usage(self.root)
         return 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 _SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")

@@ -143,6 +143,10 @@ class Sender:
         if self.scu is not None:
             self.scu.interrupt()
 
+    def close_if_idle(self) -> None:
+        if self.scu is not None:
+            self.scu.close_if_idle()
+
     def close(self) -> None:
         if self.scu is not None:
             self.scu.close()
@@ -212,6 +216,7 @@ class ForwardWorker:
                 if sent:
                     last_work = time.monotonic()
                 else:
+                    sender.close_if_idle()
                     # Woken when an instance is stored in this process or a receiver
                     # process; shortly after work, also poll often (receivers elsewhere).
                     recent = time.monotonic() - last_work < RECENT_WORK_S
