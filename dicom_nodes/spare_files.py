@@ -36,7 +36,7 @@ class SpareTempFiles:
 
     def __init__(self, directory: Path, spares: int = 2) -> None:
         self.directory = directory
-        self._ready: queue.Queue[Any] = queue.Queue(maxsize=spares)
+        self._ready: queue.Queue[IO[Any]] = queue.Queue(maxsize=spares)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._fill, name="spare-temp-files", daemon=True)
         self._thread.start()
@@ -44,8 +44,7 @@ class SpareTempFiles:
     def __call__(self, *, delete: bool = True, mode: str = "w+b", suffix: str = "") -> IO[Any]:
         if not delete and mode == "wb" and suffix == SUFFIX and not self._stopped.is_set():
             with contextlib.suppress(queue.Empty):
-                spare = self._ready.get_nowait()
-                return spare  # type: ignore[no-any-return]
+                return self._ready.get_nowait()
         return self._create(delete=delete, mode=mode, suffix=suffix)
 
     def _create(self, *, delete: bool = False, mode: str = "wb", suffix: str = SUFFIX) -> IO[Any]:
