@@ -95,3 +95,21 @@ def test_routes_are_audited_and_listed(database: Database, tmp_path: Path) -> No
     # the export itself is audited, and the chain is intact
     assert admin.get("/api/audit", params={"action": "export."}).json()["total"] == 1
     assert audit.verify(database).ok
+
+
+def test_list_reads_are_audited_with_their_filters(database: Database, tmp_path: Path) -> None:
+    """The study and order lists show patient names: who listed what is recorded too."""
+    service = make_service(database, tmp_path)
+    billing = authed_client(service, "bill1", "billing")
+    assert billing.get("/api/studies", params={"patient_id": "BN0001"}).status_code == 200
+    assert billing.get("/api/orders", params={"limit": 5}).status_code == 200
+    assert billing.get("/api/studies", params={"limit": 0}).status_code == 422
+    admin = authed_client(service, "adm2", "admin")
+    items = admin.get("/api/audit", params={"user": "bill1"}).json()["items"]
+    got = sorted((i["action"], i["outcome"], i["detail"]) for i in items)
+    assert got == [
+        ("view.order_list", "ok", "limit=5"),
+        ("view.study_list", "http 422", "limit=0"),
+        ("view.study_list", "ok", "patient_id=BN0001"),
+    ]
+    assert audit.verify(database).ok

@@ -99,6 +99,9 @@ def allows(rule: frozenset[str], role: str) -> bool:
 # the source address, the route's path parameters as the object and the HTTP status as
 # the outcome: views of patient data, exports and changes. Add your route here too.
 AUDITED: dict[tuple[str, str], str] = {
+    # The lists name patients too: audited with their filters (a search by name included).
+    ("GET", "/api/studies"): "view.study_list",
+    ("GET", "/api/orders"): "view.order_list",
     ("GET", "/api/studies/{study_uid}"): "view.study",
     ("POST", "/api/studies/{study_uid}/link"): "change.link",
     ("GET", "/api/orders/{accession}"): "view.order",
