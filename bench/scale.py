@@ -1,5 +1,6 @@
-"""Scale benchmark, a year of data: the gateway measured on an empty database, then on one
-filled in bulk with 50,000 studies, 1,000,000 instances and 100,000 orders, in one run.
+"""Scale benchmark, a year of data: the gateway on an empty database beside one filled in
+bulk with 50,000 studies, 1,000,000 instances and 100,000 orders, in one run: a gateway
+per database, their ingest rounds taking turns.
 
 Measured on each database state (SQLite and PostgreSQL):
 
@@ -315,43 +316,58 @@ def _ingest(gw: GatewayProcess, files: list[Path], poll: bool = False) -> dict[s
 
 
 def _measure(
-    gw: GatewayProcess,
-    url: str,
+    gws: dict[str, GatewayProcess],
+    urls: dict[str, str],
     work: Path,
-    studies: dict[str, list[list[Path]]],
+    studies: dict[str, dict[str, list[list[Path]]]],
     size: dict[str, int],
-) -> dict[str, Any]:
-    """Every figure on the database as it is; ``studies``: the warm-up study, and per
-    round a study for plain ingest and one (or none) for ingest under API polling."""
-    gw.start()
+) -> dict[str, dict[str, Any]]:
+    """Every figure on each database ("empty", "full"), each served by its own gateway;
+    ``studies``: per database, the warm-up study, and per round a study for plain ingest
+    and one (or none) for ingest under API polling. The rounds of both databases take
+    turns (empty, full, full polled), so the machine's drifts fall on all: measured one
+    database after the other, minutes apart, the ratio swung from 0.62 to 1.16."""
+    for gw in gws.values():
+        gw.start()
+    results: dict[str, dict[str, Any]] = {}
     try:
-        storescu_send(gw.dicom_port, studies["warm"][0], "RISGATE")  # first association
-        # Plain and polled ingest take turns, so the machine's drifts fall on both.
-        plain: list[float] = []
-        polled: list[dict[str, float]] = []
-        for r_files, p_files in zip(studies["ingest"], studies["polling"], strict=True):
-            plain.append(_ingest(gw, r_files)["ips"])
-            if p_files:
-                polled.append(_ingest(gw, p_files, poll=True))
-        r: dict[str, Any] = {"ingest_ips": statistics.median(plain), "ingest_rounds": plain}
-        if polled:
-            r["ingest_polling_ips"] = statistics.median(p["ips"] for p in polled)
-            r["ingest_polling_rounds"] = [p["ips"] for p in polled]
-            r["polling_reads"] = sum(p["reads"] for p in polled)
-            r["polling_read_p95_ms"] = max(p["read_p95_ms"] for p in polled)
-        r["api_p95_ms"] = _api_p95(gw, size["studies"] // 2)
-        r["mwl_p95_ms"] = _mwl_p95(gw, work)
+        for state, gw in gws.items():  # first association of each
+            storescu_send(gw.dicom_port, studies[state]["warm"][0], "RISGATE")
+        plain: dict[str, list[float]] = {state: [] for state in gws}
+        polled: dict[str, list[dict[str, float]]] = {state: [] for state in gws}
+        for r in range(size["rounds"]):
+            for state, gw in gws.items():
+                plain[state].append(_ingest(gw, studies[state]["ingest"][r])["ips"])
+                if studies[state]["polling"][r]:
+                    polled[state].append(_ingest(gw, studies[state]["polling"][r], poll=True))
+        for state, gw in gws.items():
+            out: dict[str, Any] = {
+                "ingest_ips": statistics.median(plain[state]),
+                "ingest_rounds": plain[state],
+            }
+            if polled[state]:
+                out["ingest_polling_ips"] = statistics.median(p["ips"] for p in polled[state])
+                out["ingest_polling_rounds"] = [p["ips"] for p in polled[state]]
+                out["polling_reads"] = sum(p["reads"] for p in polled[state])
+                out["polling_read_p95_ms"] = max(p["read_p95_ms"] for p in polled[state])
+            out["api_p95_ms"] = _api_p95(gw, size["studies"] // 2)
+            out["mwl_p95_ms"] = _mwl_p95(gw, work)
+            results[state] = out
     finally:
-        gw.stop()
-    r["match_p95_ms"] = _match_p95(url, size["studies"], size["orders"])
-    errors = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
-    for line in errors[:10]:
-        print(line, file=sys.stderr)
-    r["errors_logged"] = len(errors)
-    return r
+        for gw in gws.values():
+            gw.stop()
+    for state, gw in gws.items():
+        results[state]["match_p95_ms"] = _match_p95(urls[state], size["studies"], size["orders"])
+        errors = [line for line in gw.log_path.read_text().splitlines() if '"ERROR"' in line]
+        for line in errors[:10]:
+            print(line, file=sys.stderr)
+        results[state]["errors_logged"] = len(errors)
+    return results
 
 
-def bench(name: str, url: str, work: Path, size: dict[str, int]) -> dict[str, Any]:
+def bench(
+    name: str, url_empty: str, url_full: str, work: Path, size: dict[str, int]
+) -> dict[str, Any]:
     n = size["ingest"]
     load_at_start = os.getloadavg()[0]
 
@@ -359,33 +375,40 @@ def bench(name: str, url: str, work: Path, size: dict[str, int]) -> dict[str, An
         return make_ct_study(work / f"{name}-{tag}", count, accession=f"S{tag}")[1]
 
     rounds = range(size["rounds"])
-    empty_studies: dict[str, list[list[Path]]] = {
-        "warm": [study("w0", 5)],
-        "ingest": [study(f"i0{r}", n) for r in rounds],
-        "polling": [[] for _ in rounds],
+    studies: dict[str, dict[str, list[list[Path]]]] = {
+        "empty": {
+            "warm": [study("w0", 5)],
+            "ingest": [study(f"i0{r}", n) for r in rounds],
+            "polling": [[] for _ in rounds],
+        },
+        "full": {
+            "warm": [study("w1", 5)],
+            "ingest": [study(f"i1{r}", n) for r in rounds],
+            "polling": [study(f"p1{r}", n) for r in rounds],
+        },
     }
-    full_studies: dict[str, list[list[Path]]] = {
-        "warm": [study("w1", 5)],
-        "ingest": [study(f"i1{r}", n) for r in rounds],
-        "polling": [study(f"p1{r}", n) for r in rounds],
-    }
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
+    urls = {"empty": url_empty, "full": url_full}
+    for url in urls.values():
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+    fill_s = fill(url_full, size["studies"], size["instances"], size["orders"])
     peers = DEFAULT_PEERS + [{"ae_title": s, "host": "127.0.0.1", "modality": "CT"}
                              for s in mwl.STATIONS]  # fmt: skip
-    gw = GatewayProcess(
-        work / f"gateway-{name}",
-        url,
-        {
-            **PRODUCTION_WORKER,
-            "log": {"level": "WARNING"},
-            "dicom": {"peers": peers, "processes": 2},
-        },
-    )
-    empty = _measure(gw, url, work, empty_studies, size)
-    fill_s = fill(url, size["studies"], size["instances"], size["orders"])
-    full = _measure(gw, url, work, full_studies, size)
+    gws = {
+        state: GatewayProcess(
+            work / f"gateway-{name}-{state}",
+            url,
+            {
+                **PRODUCTION_WORKER,
+                "log": {"level": "WARNING"},
+                "dicom": {"peers": peers, "processes": 2},
+            },
+        )
+        for state, url in urls.items()
+    }
+    measured = _measure(gws, urls, work, studies, size)
+    empty, full = measured["empty"], measured["full"]
     api = full["api_p95_ms"]
     return {
         "bench": "scale",
@@ -421,14 +444,16 @@ def main() -> None:
     with scratch("risgate-bench-scale-") as work:
         for name in args.db.split(","):
             if name == "sqlite":
-                emit(bench(name, f"sqlite:///{work / 'scale.db'}", work, size))
+                urls = (f"sqlite:///{work / 'empty.db'}", f"sqlite:///{work / 'full.db'}")
+                emit(bench(name, *urls, work, size))
             elif name == "postgresql":
                 from tests.support.postgres import PostgresCluster
 
                 cluster = PostgresCluster()
                 cluster.start()
                 try:
-                    emit(bench(name, cluster.create_database(), work, size))
+                    urls = (cluster.create_database(), cluster.create_database())
+                    emit(bench(name, *urls, work, size))
                 finally:
                     cluster.stop()
             else:
