@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,11 +44,17 @@ def start_writeback(fd: int) -> None:
     them, about 5 % of the receiving thread's time when made there (py-spy). The
     background thread works on a duplicate of ``fd``, so the file may be closed
     meanwhile."""
+    global _pending
     if _sync_file_range is None:
         return
+    with _pending_lock:
+        if _pending >= MAX_PENDING:
+            return  # a stalled disk: only a hint, and each waiting request holds a descriptor
+        _pending += 1
     try:
         own = os.dup(fd)
     except OSError:
+        _done()
         return
     _WRITER.submit(_write_back, own)
 
@@ -57,7 +64,17 @@ def _write_back(fd: int) -> None:
         _sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)  # type: ignore[misc]
     finally:
         os.close(fd)
+        _done()
+
+
+def _done() -> None:
+    global _pending
+    with _pending_lock:
+        _pending -= 1
 
 
 # One thread: the requests of one file stay in order, and cost one core at most.
 _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="writeback")
+MAX_PENDING = 64
+_pending = 0
+_pending_lock = threading.Lock()

@@ -46,3 +46,33 @@ def test_writeback_ignores_a_bad_descriptor(tmp_path: Path) -> None:
             assert ctypes.get_errno() == errno.EBADF
         # ... and start_writeback does not raise: the fsync that follows reports real errors
         assert writeback.start_writeback(bad) is None
+
+
+def test_requests_beyond_the_bound_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled disk must not pile up descriptors: past MAX_PENDING waiting requests, new
+    ones are skipped (the fsync still makes the file durable)."""
+    import threading
+
+    if writeback._sync_file_range is None:
+        pytest.skip("sync_file_range is Linux")
+    release = threading.Event()
+    calls: list[int] = []
+
+    def stalled(fd: int, offset: int, nbytes: int, flags: int) -> int:
+        calls.append(fd)
+        release.wait(10)
+        return 0
+
+    monkeypatch.setattr(writeback, "_sync_file_range", stalled)
+    monkeypatch.setattr(writeback, "MAX_PENDING", 3)
+    with (tmp_path / "f").open("wb") as f:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(10):
+            writeback.start_writeback(f.fileno())
+        assert writeback._pending == 3
+        assert len(os.listdir("/proc/self/fd")) - before <= 3
+        release.set()
+        writeback._WRITER.submit(lambda: None).result(timeout=10)
+    assert len(calls) == 3 and writeback._pending == 0
