@@ -149,7 +149,10 @@ def test_each_role_sees_only_its_pages(browser: Any, site: dict[str, Any], role:
         form.locator("select[name=role]").select_option("radiologist")
         form.locator("input[name=password]").fill("made-in-ui-1")
         form.locator("button").click()
-        page.wait_for_selector("#users td:text-is('ui-made')")
+        # The new row after the page reloads, or the error the page flashed instead.
+        page.wait_for_selector("#users td:text-is('ui-made'), #flash:not(:empty)")
+        assert page.locator("#flash").inner_text().strip() == ""
+        assert page.locator("#users td:text-is('ui-made')").count() == 1
         made = site["gw"].get("/api/audit", action="change.user_create")["items"][0]
         got = (made["user"], made["object_id"], made["outcome"])
         assert got == (USERS["admin"], "ui-made", "ok")

@@ -10,10 +10,20 @@ from pathlib import Path
 TCP_ESTABLISHED = 1
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on, never one this process handed out before: the
+    kernel may offer a just-closed port again at once, and a gateway given the same port
+    for two of its listeners failed to start (seen in CI: HTTP and MLLP on one port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass(frozen=True)
