@@ -12,12 +12,10 @@ import argparse
 import asyncio
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
-from bench.common import emit, wait_port
+from bench.common import emit, scratch, wait_port
 from hl7.mllp import FrameDecoder, encode_frame
 from hl7.mllp_client import MLLPConnection
 from tests.fixtures.orders.helpers import ack_code, orm
@@ -88,19 +86,18 @@ def main() -> None:
         echo.terminate()
         echo.wait()
 
-    work = Path(tempfile.mkdtemp(prefix="risgate-bench-hl7-"))
-    gw = GatewayProcess(
-        work / "gateway",
-        f"sqlite:///{work / 'gateway' / 'risgate.db'}",
-        {"log": {"level": "WARNING"}},
-    )
-    gw.start()
-    try:
-        asyncio.run(_drive(gw.hl7_port, _messages(200, "W")))
-        gateway_rate = asyncio.run(_drive(gw.hl7_port, _messages(args.messages, "G")))
-    finally:
-        gw.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+    with scratch("risgate-bench-hl7-") as work:
+        gw = GatewayProcess(
+            work / "gateway",
+            f"sqlite:///{work / 'gateway' / 'risgate.db'}",
+            {"log": {"level": "WARNING"}},
+        )
+        gw.start()
+        try:
+            asyncio.run(_drive(gw.hl7_port, _messages(200, "W")))
+            gateway_rate = asyncio.run(_drive(gw.hl7_port, _messages(args.messages, "G")))
+        finally:
+            gw.stop()
 
     result["gateway_msgs"] = round(gateway_rate, 1)
     result["echo_msgs"] = round(echo_rate, 1)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert
 
 from bench.common import STORESCU_ENV as FINDSCU_ENV
-from bench.common import emit
+from bench.common import emit, scratch
 from gateway.core.database import make_engine
 from gateway.core.migrate import upgrade
 from gateway.orders.models import (
@@ -211,12 +210,8 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return round(statistics.median(values), 1), round(values[int(len(values) * 0.95) - 1], 1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="risgate-bench-mwl-"))
+def _run(args: argparse.Namespace, work: Path) -> tuple[list[float], list[int]]:
+    """The database filled, a gateway on it, every station's queries: (latencies, items)."""
     url = f"sqlite:///{work / 'gateway' / 'risgate.db'}"
     (work / "gateway").mkdir()
     populate(url, args.steps)
@@ -239,7 +234,16 @@ def main() -> None:
                 counts.append(items)
     finally:
         gw.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+    return latencies, counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    with scratch("risgate-bench-mwl-") as work:
+        latencies, counts = _run(args, work)
     p50, p95 = _percentiles(latencies)
     emit(
         {

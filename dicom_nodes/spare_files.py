@@ -9,7 +9,7 @@ when none is ready it creates one in place, as pynetdicom would.
 
 A spare is an empty ``spare*.dcm`` in the process's own tmp dir: a process that dies
 leaves at most ``spares`` of them, removed with its other temp files
-(``InstanceStore.clean_tmp``, which counts only files that received something).
+(``InstanceStore.clean_tmp``, which does not count them: :func:`is_unused_spare`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class SpareTempFiles:
 
     def __init__(self, directory: Path, spares: int = 2) -> None:
         self.directory = directory
-        self._ready: queue.Queue[IO[Any]] = queue.Queue(maxsize=spares)
+        self._ready: queue.Queue[IO[Any]] = queue.Queue()
+        self._room = threading.Semaphore(spares)  # a spare is made only when one is taken
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._fill, name="spare-temp-files", daemon=True)
         self._thread.start()
@@ -44,7 +45,9 @@ class SpareTempFiles:
     def __call__(self, *, delete: bool = True, mode: str = "w+b", suffix: str = "") -> IO[Any]:
         if not delete and mode == "wb" and suffix == SUFFIX and not self._stopped.is_set():
             with contextlib.suppress(queue.Empty):
-                return self._ready.get_nowait()
+                spare = self._ready.get_nowait()
+                self._room.release()
+                return spare
         return self._create(delete=delete, mode=mode, suffix=suffix)
 
     def _create(self, *, delete: bool = False, mode: str = "wb", suffix: str = SUFFIX) -> IO[Any]:
@@ -54,20 +57,14 @@ class SpareTempFiles:
 
     def _fill(self) -> None:
         while not self._stopped.is_set():
+            if not self._room.acquire(timeout=RETRY_S):
+                continue
             try:
-                spare = self._create()
+                self._ready.put(self._create())
             except OSError as exc:
+                self._room.release()
                 log.debug("spare temp file not created: %s", exc)
                 self._stopped.wait(RETRY_S)
-                continue
-            while not self._stopped.is_set():
-                try:
-                    self._ready.put(spare, timeout=RETRY_S)
-                    break
-                except queue.Full:
-                    continue
-            else:
-                _remove(spare)
 
     def stop(self) -> None:
         """Stop making spares and remove the ones not handed out."""
@@ -78,6 +75,14 @@ class SpareTempFiles:
                 _remove(self._ready.get_nowait())
             except queue.Empty:
                 return
+
+
+def is_unused_spare(path: Path) -> bool:
+    """Whether ``path`` is a spare never handed out (empty, named as spares are)."""
+    try:
+        return path.name.startswith(PREFIX) and path.stat().st_size == 0
+    except OSError:  # gone meanwhile (handed out and renamed)
+        return False
 
 
 def _remove(spare: IO[Any]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicom_nodes.identifiers import validate_uid
+from dicom_nodes.spare_files import is_unused_spare
 
 if TYPE_CHECKING:
     from gateway.intake.instance_meta import InstanceMeta
@@ -84,8 +85,7 @@ class InstanceStore:
             if entry == self.tmp_dir or (entry.name.isdigit() and _pid_alive(int(entry.name))):
                 continue
             if entry.is_dir():
-                # Empty files are spares made ahead (dicom_nodes.spare_files), not receptions.
-                count += sum(1 for f in entry.iterdir() if _size(f) > 0)
+                count += sum(1 for f in entry.iterdir() if not is_unused_spare(f))
                 shutil.rmtree(entry, ignore_errors=True)
         return count
 
@@ -96,13 +96,6 @@ class InstanceStore:
     def used_percent(self) -> float:
         usage = shutil.disk_usage(self.root)
         return 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 _SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")

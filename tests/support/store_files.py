@@ -1,18 +1,11 @@
 """Files a test finds in a gateway's instance store, without the spare temp files made
-ahead for the next receptions (empty ``spare*.dcm``, :mod:`dicom_nodes.spare_files`)."""
+ahead for the next receptions (:mod:`dicom_nodes.spare_files`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dicom_nodes.spare_files import PREFIX
-
-
-def is_unused_spare(path: Path) -> bool:
-    try:
-        return path.name.startswith(PREFIX) and path.stat().st_size == 0
-    except FileNotFoundError:  # handed out and renamed meanwhile
-        return False
+from dicom_nodes.spare_files import is_unused_spare
 
 
 def store_files(root: Path) -> set[Path]:
