@@ -274,3 +274,29 @@ def test_sigkill_during_send_loses_no_acknowledged_instance(
     # After the restart the rest can be sent; nothing was left half-written.
     assert storescu(gateway.dicom_port, files).returncode == 0
     assert len(_indexed_uids(gateway)) == 300
+
+
+def test_power_cut_before_acknowledgement_start_up_withdraws_and_resend_restores(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    """A power cut can leave the newest index rows with short or missing files (the row
+    commits while the file's fsync runs; the answer waits for both). Simulated: SIGKILL,
+    then two of the newest files cut short and one removed. The restarted gateway withdraws
+    those rows before it accepts associations, and storescu's re-send stores them again."""
+    _, files = make_ct_study(tmp_path / "study", 8, size=64)
+    assert storescu(gateway.dicom_port, files).returncode == 0
+    gateway.kill()
+    newest = [_stored(gateway, pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+              for f in files[-3:]]  # fmt: skip
+    for path in newest[:2]:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 3)
+    newest[2].unlink()
+    gateway.start()
+    assert "withdrew 3 indexed instances" in gateway.log_path.read_text()
+    assert len(_indexed_uids(gateway)) == 5
+    assert storescu(gateway.dicom_port, files).returncode == 0
+    assert len(_indexed_uids(gateway)) == 8
+    for original in files:
+        uid = pydicom.dcmread(original, stop_before_pixels=True).SOPInstanceUID
+        assert _elements(_stored(gateway, uid)) == _elements(original)

@@ -2,14 +2,17 @@
 
 Layout: ``<root>/instances/<study uid>/<series uid>/<sop instance uid>.dcm``, and
 ``<root>/tmp`` for files still being received (same file system, so a rename is atomic).
-A file is fsynced, renamed into place and its directory fsynced before it is indexed.
+A file is renamed into place, then its data and directory entry are fsynced while the
+caller indexes it: the caller acknowledges only when both are durable
+(:meth:`Placement.wait_durable`), and withdraws the index row if the fsync fails.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +21,21 @@ from dicom_nodes.spare_files import is_unused_spare
 
 if TYPE_CHECKING:
     from gateway.intake.instance_meta import InstanceMeta
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A file renamed to its final place whose fsyncs may still be running."""
+
+    relative: str
+    syncs: tuple[Future[None], ...] = ()
+
+    def wait_durable(self) -> None:
+        """Return once the file's data and its directory entry are on disk; raise the
+        fsync's ``OSError`` if either failed (then the file may not survive a power cut)."""
+        errors = [exc for f in self.syncs if (exc := f.exception()) is not None]
+        if errors:
+            raise errors[0]
 
 
 class InstanceStore:
@@ -57,26 +75,42 @@ class InstanceStore:
                 _fsync_dir(created.parent)
         self._known_dirs.add(directory)
 
-    def place(self, tmp_path: Path, meta: InstanceMeta) -> str:
-        """Make a received temp file durable at its final place; return its relative path.
+    def place(self, tmp_path: Path, meta: InstanceMeta) -> Placement:
+        """Move a received temp file to its final place and start making it durable.
 
-        The file is renamed first, then its data and its directory entry are fsynced at
-        the same time (the file system journals both in one commit); the caller indexes
-        and acknowledges only after both are durable. A crash in between leaves an
-        unindexed, unacknowledged file that a re-send replaces.
+        The file is renamed now; its data and its directory entry are fsynced in the
+        background, at the same time as each other and as the caller's index commit (the
+        file system journals them together: one wait per instance instead of two in a
+        row). The caller acknowledges only after :meth:`Placement.wait_durable`. A process
+        killed in between leaves the renamed file in the page cache, complete; a power cut
+        may leave an index row whose file is short or missing, never acknowledged:
+        ``gateway.intake.recovery`` withdraws such rows at start-up, and a re-send of the
+        instance replaces it (``Receiver``).
         """
         relative = self.relative_path(meta.study_uid, meta.series_uid, meta.sop_instance_uid)
         target = self.absolute(relative)
         self._ensure_dir(target.parent)
         os.replace(tmp_path, target)
-        if self.fsync:
-            directory_synced = _SYNC_POOL.submit(_fsync_path, target.parent)
-            _fsync_path(target)
-            directory_synced.result()
-        return relative
+        if not self.fsync:
+            return Placement(relative)
+        return Placement(
+            relative,
+            (_SYNC_POOL.submit(_fsync_path, target), _SYNC_POOL.submit(_fsync_path, target.parent)),
+        )
+
+    def intact(self, relative: str, size: int) -> bool:
+        """Whether an indexed file is still there with the size it was indexed with."""
+        try:
+            return self.absolute(relative).stat().st_size == size
+        except OSError:
+            return False
 
     def discard(self, tmp_path: Path) -> None:
         tmp_path.unlink(missing_ok=True)
+
+    def remove(self, relative: str) -> None:
+        """Delete an indexed file (one withdrawn from the index)."""
+        self.absolute(relative).unlink(missing_ok=True)
 
     def clean_tmp(self) -> int:
         """Remove temp files of dead processes: receptions never acknowledged."""
@@ -98,7 +132,8 @@ class InstanceStore:
         return 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
 
 
-_SYNC_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fsync")
+# Two fsyncs per instance in flight, for each association of the process.
+_SYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fsync")
 
 
 def _fsync_path(path: Path) -> None:

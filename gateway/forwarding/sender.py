@@ -27,7 +27,7 @@ from io import BytesIO
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dicom_nodes.dimse_shortcuts import HeadedFile
@@ -66,6 +66,11 @@ def enqueue_hook(
         jobs.enqueue_new(session, KIND, str(stored.instance_pk), names, state)
 
     return hook
+
+
+def forget_instance(session: Session, instance_pk: int) -> None:
+    """Withdraw hook: an instance taken back out of the index has nothing to forward."""
+    session.execute(delete(Job).where(Job.kind == KIND, Job.ref == str(instance_pk)))
 
 
 @dataclass

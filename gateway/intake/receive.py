@@ -1,7 +1,9 @@
 """The durable receive path: validated file -> store -> index + outbox rows, one transaction.
 
 The DICOM node calls :meth:`Receiver.receive` with the temp file of one C-STORE; only
-when it returns ``STORED`` or ``DUPLICATE`` may the modality be told "success".
+when it returns ``STORED`` or ``DUPLICATE`` may the modality be told "success". The file's
+fsync runs while the index row commits; the answer waits for both (a failed fsync
+withdraws the row). A re-sent instance whose indexed file is short or missing replaces it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +53,15 @@ class StoredInstance:
 
 
 InstanceHook = Callable[[Session, StoredInstance], None]
+WithdrawHook = Callable[[Session, int], None]
+
+
+class Indexed(NamedTuple):
+    """An instance row as the duplicate check sees it."""
+
+    pk: int
+    path: str
+    size: int
 
 
 class Receiver:
@@ -64,6 +76,8 @@ class Receiver:
         self.db = db
         self.store = store
         self.hooks = list(hooks or [])
+        # Run when an instance is taken back out of the index (``withdraw``).
+        self.withdraw_hooks: list[WithdrawHook] = []
         # Called after an instance is committed (e.g. to wake the forward senders).
         self.on_stored: list[Callable[[], None]] = []
         self.high_water_percent = high_water_percent
@@ -115,28 +129,27 @@ class Receiver:
             # Read-only duplicate check and file placement happen outside the write
             # transaction, so fsyncs of concurrent associations do not queue on the lock.
             existing = self._existing(meta.sop_instance_uid)
-            if existing is not None:
-                return self._duplicate(existing, tmp_path, calling_ae)
-            relative = self.store.place(tmp_path, meta)
+            if existing is not None and not self._withdrawn_if_broken(existing):
+                return self._duplicate(existing.pk, tmp_path, calling_ae)
+            placement = self.store.place(tmp_path, meta)
             try:
-                with self.db.write_session() as session:
-                    pk, study_pk = self._index(session, meta, relative, size, calling_ae)
-                    stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
-                    for hook in self.hooks:
-                        hook(session, stored)
+                pk = self._index_and_hook(meta, placement.relative, size, calling_ae)
             except (IntegrityError, Conflict):
                 # The same instance indexed meanwhile by a concurrent association,
                 # or a cached series that was removed meanwhile.
                 self._series_cache.clear()
                 existing = self._existing(meta.sop_instance_uid)
-                if existing is None:
-                    with self.db.write_session() as session:
-                        pk, study_pk = self._index(session, meta, relative, size, calling_ae)
-                        stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
-                        for hook in self.hooks:
-                            hook(session, stored)
-                    return ReceiveResult(Outcome.STORED, "", pk)
-                return self._duplicate(existing, None, calling_ae)
+                if existing is not None:
+                    placement.wait_durable()  # this copy is now the file of its row
+                    return self._duplicate(existing.pk, None, calling_ae)
+                pk = self._index_and_hook(meta, placement.relative, size, calling_ae)
+            # The row is committed; the file's fsync ran meanwhile. Only both durable
+            # may be acknowledged: a failed fsync takes the row back out.
+            try:
+                placement.wait_durable()
+            except OSError:
+                self.withdraw(pk, placement.relative)
+                raise
             return ReceiveResult(Outcome.STORED, "", pk)
         except OSError as exc:
             self.store.discard(tmp_path)
@@ -154,12 +167,49 @@ class Receiver:
             self._disk_checked_at = now
         return self._disk_full
 
-    def _existing(self, sop_instance_uid: str) -> int | None:
-        """The pk of an instance already indexed with this SOP Instance UID."""
+    def _index_and_hook(self, meta: InstanceMeta, relative: str, size: int, calling_ae: str) -> int:
+        """Index the instance and run the hooks in one committed transaction; its pk."""
+        with self.db.write_session() as session:
+            pk, study_pk = self._index(session, meta, relative, size, calling_ae)
+            stored = StoredInstance(pk, study_pk, meta, calling_ae, relative)
+            for hook in self.hooks:
+                hook(session, stored)
+        return pk
+
+    def _existing(self, sop_instance_uid: str) -> Indexed | None:
+        """The instance already indexed with this SOP Instance UID, if any."""
         row = self.db.read_one(
-            "SELECT id FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid]
+            "SELECT id, path, size FROM instances WHERE sop_instance_uid = ?", [sop_instance_uid]
         )
-        return int(row[0]) if row is not None else None
+        return Indexed(int(row[0]), str(row[1]), int(row[2])) if row is not None else None
+
+    def _withdrawn_if_broken(self, existing: Indexed) -> bool:
+        """A re-sent instance whose indexed file is short or missing (a power cut between
+        its index commit and its fsync: never acknowledged) replaces it: the old row is
+        withdrawn. Files of purged studies are gone on purpose: those stay duplicates."""
+        if self.store.intact(existing.path, existing.size):
+            return False
+        purged = self.db.read_one(
+            "SELECT st.purged_at FROM instances i JOIN series se ON se.id = i.series_pk"
+            " JOIN studies st ON st.id = se.study_pk WHERE i.id = ?",
+            [existing.pk],
+        )
+        if purged is not None and purged[0] is not None:
+            return False
+        log.warning("re-sent instance replaces its indexed copy, which is short or missing")
+        self.withdraw(existing.pk, existing.path)
+        return True
+
+    def withdraw(self, instance_pk: int, relative: str) -> None:
+        """Take an instance out of the index (the withdraw hooks drop what was queued for
+        it) and delete its file: it was never acknowledged, its sender sends it again.
+        The file stays if the row was gone already (a concurrent re-send placed it)."""
+        with self.db.write_session() as session:
+            for hook in self.withdraw_hooks:
+                hook(session, instance_pk)
+            deleted = session.execute(delete(Instance).where(Instance.id == instance_pk))
+        if getattr(deleted, "rowcount", 0):
+            self.store.remove(relative)
 
     def _duplicate(self, instance_pk: int, tmp_path: Path | None, calling_ae: str) -> ReceiveResult:
         """Keep the first copy; count and log the repeat."""

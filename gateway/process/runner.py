@@ -66,6 +66,10 @@ def serve(settings: Settings, roles: list[str]) -> None:
     if removed:
         log.info("removed %d unacknowledged temp files", removed)
     install_receive_hooks(service)
+    if "dicom" in roles:
+        from gateway.intake.recovery import withdraw_broken_recent
+
+        withdraw_broken_recent(service.receiver)  # before any association is accepted
     if "worker" in roles:
         install_job_handlers(service)  # only the worker runs them
     stoppers: list[Callable[[], None]] = []

@@ -31,15 +31,17 @@ def install_pipeline(service: ProcessContext) -> None:
 def install_receive_hooks(service: ProcessContext) -> None:
     """The hooks every receiving process needs, run in the indexing transaction in this
     order: match the study to its order on its first instance, then queue the instance
-    for its destinations. A DICOM receiver child installs only these: job handlers run in
-    the worker, so it never imports what they need (thumbnails' numpy and Pillow, the
-    costing, the HL7 result messages)."""
+    for its destinations (jobs dropped again if the instance is withdrawn). A DICOM
+    receiver child installs only these: job handlers run in the worker, so it never
+    imports what they need (thumbnails' numpy and Pillow, the costing, the HL7 result
+    messages)."""
     from gateway.forwarding import sender as forward
     from gateway.reconciliation.reconcile import Reconciler
 
     reconciler = Reconciler(service.settings.reconcile)
     service.receiver.hooks.append(reconciler.on_instance)
     service.receiver.hooks.append(forward.enqueue_hook(service.settings, reconciler.holds))
+    service.receiver.withdraw_hooks.append(forward.forget_instance)
 
 
 def install_job_handlers(service: ProcessContext) -> None:
