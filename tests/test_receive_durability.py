@@ -5,8 +5,9 @@
 - a failed fsync withdraws the row and its forward jobs, removes the file and answers
   out of resources;
 - after a power cut (simulated: the file of a committed row cut short or missing), the
-  start-up check withdraws the row, and a re-send is stored again, not taken for a
-  duplicate; a re-send alone repairs it too; a purged study's missing files are left be.
+  start-up check (only after a run that did not stop cleanly) withdraws the row, and a
+  re-send is stored again, not taken for a duplicate; a re-send alone repairs it too; a
+  purged study's missing files are left be.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gateway.core.context import ProcessContext
 from gateway.core.models import Instance, Job, Study
 from gateway.core.settings import Settings
 from gateway.intake.receive import ReceiveResult
-from gateway.intake.recovery import withdraw_broken_recent
+from gateway.intake.recovery import start_receiving, withdraw_broken_recent
 from gateway.process.startup import create_context
 from gateway.process.wiring import install_receive_hooks
 from tests.support.ctgen import make_ct_study
@@ -191,3 +192,17 @@ def test_purged_studies_files_are_gone_on_purpose(
     assert withdraw_broken_recent(service.receiver) == 0
     assert _receive(service, study[0]).outcome.name == "DUPLICATE"
     assert _rows(service)[0] == instances
+
+
+def test_start_up_check_runs_only_after_a_run_that_did_not_stop_cleanly(
+    service: ProcessContext, study: list[Path]
+) -> None:
+    assert [_receive(service, p).outcome.name for p in study] == ["STORED"] * 3
+    instances, _ = _rows(service)
+    mark_clean_stop = start_receiving(service.receiver)  # first run: nothing checked
+    _power_cut(service, instances[2][1], keep=0)
+    mark_clean_stop()
+    start_receiving(service.receiver)  # after a clean stop: a changed file is left be
+    assert _rows(service)[0] == instances
+    start_receiving(service.receiver)  # the run before did not stop cleanly
+    assert _rows(service)[0] == instances[:2]

@@ -112,6 +112,20 @@ class InstanceStore:
         """Delete an indexed file (one withdrawn from the index)."""
         self.absolute(relative).unlink(missing_ok=True)
 
+    def mark_in_use(self) -> bool:
+        """Mark the store as written by a running DICOM node (durably, before the first
+        answer); whether the previous run's mark was still there: it did not stop cleanly."""
+        mark = self.root / IN_USE_MARK
+        unclean = mark.exists()
+        mark.touch()
+        if self.fsync:
+            _fsync_dir(self.root)
+        return unclean
+
+    def mark_stopped(self) -> None:
+        """The DICOM node stopped cleanly: every answered instance's file is on disk."""
+        (self.root / IN_USE_MARK).unlink(missing_ok=True)
+
     def clean_tmp(self) -> int:
         """Remove temp files of dead processes: receptions never acknowledged."""
         count = 0
@@ -131,6 +145,9 @@ class InstanceStore:
         usage = shutil.disk_usage(self.root)
         return 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
 
+
+# In the store root while a DICOM node writes to the store (``mark_in_use``).
+IN_USE_MARK = "receiving.mark"
 
 # Two fsyncs per instance in flight, for each association of the process.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fsync")

@@ -6,14 +6,18 @@ both. A power cut in between can leave a row whose file is short or missing: nev
 acknowledged, so the modality sends the instance again, but the row must not stand
 (its study would be forwarded without it, a re-send would be taken for a duplicate).
 
-At start-up, before the DICOM node accepts associations, the newest :data:`RECENT` rows
-(more than every association can have in flight) whose study was not purged are checked
-against their files, and broken ones withdrawn (:meth:`Receiver.withdraw`).
+At start-up after a run that did not stop cleanly (the store's in-use mark is still
+there: :meth:`InstanceStore.mark_in_use`), before the DICOM node accepts associations, the
+newest :data:`RECENT` rows (more than every association can have in flight) whose study
+was not purged are checked against their files, and broken ones withdrawn
+(:meth:`Receiver.withdraw`). After a clean stop nothing is checked: a file changed since
+(by hand, by a test) is the PACS's to refuse, not a lost write.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import select
 
@@ -23,6 +27,14 @@ from gateway.intake.receive import Receiver
 log = logging.getLogger(__name__)
 
 RECENT = 2000
+
+
+def start_receiving(receiver: Receiver) -> Callable[[], None]:
+    """Check the newest rows if the last run did not stop cleanly, mark this run; returns
+    the call that marks its clean stop (once every receiving process has ended)."""
+    if receiver.store.mark_in_use():
+        withdraw_broken_recent(receiver)
+    return receiver.store.mark_stopped
 
 
 def withdraw_broken_recent(receiver: Receiver, *, recent: int = RECENT) -> int:

@@ -66,10 +66,11 @@ def serve(settings: Settings, roles: list[str]) -> None:
     if removed:
         log.info("removed %d unacknowledged temp files", removed)
     install_receive_hooks(service)
+    mark_clean_stop: Callable[[], None] | None = None
     if "dicom" in roles:
-        from gateway.intake.recovery import withdraw_broken_recent
+        from gateway.intake.recovery import start_receiving
 
-        withdraw_broken_recent(service.receiver)  # before any association is accepted
+        mark_clean_stop = start_receiving(service.receiver)  # before any association
     if "worker" in roles:
         install_job_handlers(service)  # only the worker runs them
     stoppers: list[Callable[[], None]] = []
@@ -141,4 +142,6 @@ def serve(settings: Settings, roles: list[str]) -> None:
                 child.wait(10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if mark_clean_stop is not None:
+            mark_clean_stop()
         service.close()
