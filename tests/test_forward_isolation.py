@@ -21,7 +21,6 @@ tests/test_jobs.py and tests/test_forward.py.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import time
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for, orthanc_sop_uids
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
+from tests.support.receive import receive_file
 from tests.support.wait import wait_until
 
 pytestmark = [
@@ -92,15 +92,7 @@ def store_through_service(gw: GatewayProcess, files: list[Path]) -> ProcessConte
     service = create_context(load_settings(gw.config_path))
     install_pipeline(service)
     for path in files:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        tmp = service.store.tmp_dir / path.name
-        shutil.copyfile(path, tmp)
-        result = service.receiver.receive(
-            tmp,
-            sop_class_uid=str(ds.SOPClassUID),
-            sop_instance_uid=str(ds.SOPInstanceUID),
-            calling_ae="MODALITY",
-        )
+        result = receive_file(service, path, "MODALITY")
         assert result.outcome is Outcome.STORED, result
     return service
 

@@ -3,11 +3,9 @@ studies) read at scrape time, so every receiver process is counted; HTTP latenci
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +18,7 @@ from gateway.orders.models import HL7MessageRow
 from gateway.process.http_app import create_app
 from gateway.process.startup import create_context
 from tests.support.ctgen import make_ct_study
+from tests.support.receive import receive_file
 
 
 @pytest.fixture
@@ -42,12 +41,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_from_the_database(service: ProcessContext, tmp_path: Path) -> None:
     _, paths = make_ct_study(tmp_path / "ct", 2, size=32)
     for path in paths:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        tmp = service.store.tmp_dir / "x.tmp"
-        shutil.copy(path, tmp)
-        service.receiver.receive(
-            tmp, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID, calling_ae="A"
-        )
+        receive_file(service, path, "A")
     with service.db.write_session() as session:
         jobs.enqueue(session, "forward", "1", "pacs")
         jobs.enqueue(session, "forward", "2", "pacs")

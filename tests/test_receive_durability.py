@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from gateway.intake.recovery import start_receiving, withdraw_broken_recent
 from gateway.process.startup import create_context
 from gateway.process.wiring import install_receive_hooks
 from tests.support.ctgen import make_ct_study
+from tests.support.receive import receive_file
 
 
 @pytest.fixture
@@ -51,15 +51,6 @@ def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
 @pytest.fixture
 def study(tmp_path: Path) -> list[Path]:
     return make_ct_study(tmp_path / "ct", 3, size=64)[1]
-
-
-def _receive(service: ProcessContext, path: Path) -> ReceiveResult:
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    tmp = service.store.tmp_dir / f"{ds.SOPInstanceUID}.tmp"
-    shutil.copy(path, tmp)
-    return service.receiver.receive(
-        tmp, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID, calling_ae="CT"
-    )
 
 
 def _rows(service: ProcessContext) -> tuple[list[tuple[int, str, int]], list[str]]:
@@ -90,7 +81,7 @@ def test_answer_waits_for_the_fsync_the_row_does_not(
 
     monkeypatch.setattr(instance_store, "_fsync_path", held_fsync)
     results: list[ReceiveResult] = []
-    receiving = threading.Thread(target=lambda: results.append(_receive(service, study[0])))
+    receiving = threading.Thread(target=lambda: results.append(receive_file(service, study[0])))
     receiving.start()
     # The row commits while the file's fsync is held; the answer does not come.
     engine = create_engine(str(service.settings.database_url))
@@ -115,7 +106,7 @@ def test_answer_waits_for_the_fsync_the_row_does_not(
 def test_failed_fsync_withdraws_row_jobs_and_file(
     service: ProcessContext, study: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _receive(service, study[0]).outcome.name == "STORED"
+    assert receive_file(service, study[0]).outcome.name == "STORED"
     real_fsync = instance_store._fsync_path
 
     def failing_fsync(path: Path) -> None:
@@ -124,7 +115,7 @@ def test_failed_fsync_withdraws_row_jobs_and_file(
         real_fsync(path)
 
     monkeypatch.setattr(instance_store, "_fsync_path", failing_fsync)
-    result = _receive(service, study[1])
+    result = receive_file(service, study[1])
     assert result.outcome.name == "OUT_OF_RESOURCES"
     assert "Input/output error" in result.reason
     instances, jobs = _rows(service)
@@ -133,7 +124,7 @@ def test_failed_fsync_withdraws_row_jobs_and_file(
     assert files == [Path(instances[0][1]).name]
     # The disk is back: the modality's re-send is stored.
     monkeypatch.setattr(instance_store, "_fsync_path", real_fsync)
-    assert _receive(service, study[1]).outcome.name == "STORED"
+    assert receive_file(service, study[1]).outcome.name == "STORED"
     assert len(_rows(service)[0]) == 2
 
 
@@ -150,7 +141,7 @@ def _power_cut(service: ProcessContext, relative: str, *, keep: int | None) -> N
 def test_start_up_check_withdraws_rows_of_short_or_missing_files(
     service: ProcessContext, study: list[Path]
 ) -> None:
-    assert [_receive(service, p).outcome.name for p in study] == ["STORED"] * 3
+    assert [receive_file(service, p).outcome.name for p in study] == ["STORED"] * 3
     instances, _ = _rows(service)
     _power_cut(service, instances[1][1], keep=0)
     _power_cut(service, instances[2][1], keep=None)
@@ -158,7 +149,7 @@ def test_start_up_check_withdraws_rows_of_short_or_missing_files(
     assert _rows(service) == ([instances[0]], [str(instances[0][0])])
     assert withdraw_broken_recent(service.receiver) == 0
     # The modality sends what it never saw acknowledged: stored, not duplicates.
-    assert [_receive(service, p).outcome.name for p in study[1:]] == ["STORED", "STORED"]
+    assert [receive_file(service, p).outcome.name for p in study[1:]] == ["STORED", "STORED"]
     after, jobs = _rows(service)
     assert [size for _, _, size in after] == [p.stat().st_size for p in study]
     assert all(service.store.intact(path, size) for _, path, size in after)
@@ -168,36 +159,36 @@ def test_start_up_check_withdraws_rows_of_short_or_missing_files(
 def test_re_send_replaces_a_short_file_without_the_start_up_check(
     service: ProcessContext, study: list[Path]
 ) -> None:
-    assert _receive(service, study[0]).outcome.name == "STORED"
+    assert receive_file(service, study[0]).outcome.name == "STORED"
     (_, relative, size), *_ = _rows(service)[0]
     _power_cut(service, relative, keep=size // 2)
-    assert _receive(service, study[0]).outcome.name == "STORED"
+    assert receive_file(service, study[0]).outcome.name == "STORED"
     instances, jobs = _rows(service)
     assert [(path, size) for _, path, size in instances] == [(relative, size)]
     assert service.store.absolute(relative).read_bytes() == study[0].read_bytes()
     assert jobs == [str(instances[0][0])]
     # An intact copy: a re-send is a duplicate, as before.
-    assert _receive(service, study[0]).outcome.name == "DUPLICATE"
+    assert receive_file(service, study[0]).outcome.name == "DUPLICATE"
 
 
 def test_purged_studies_files_are_gone_on_purpose(
     service: ProcessContext, study: list[Path]
 ) -> None:
-    assert [_receive(service, p).outcome.name for p in study] == ["STORED"] * 3
+    assert [receive_file(service, p).outcome.name for p in study] == ["STORED"] * 3
     instances, _ = _rows(service)
     study_uid = pydicom.dcmread(study[0], stop_before_pixels=True).StudyInstanceUID
     service.store.delete_study(study_uid)
     with service.db.write_session() as session:
         session.execute(update(Study).values(purged_at=Study.first_received_at))
     assert withdraw_broken_recent(service.receiver) == 0
-    assert _receive(service, study[0]).outcome.name == "DUPLICATE"
+    assert receive_file(service, study[0]).outcome.name == "DUPLICATE"
     assert _rows(service)[0] == instances
 
 
 def test_start_up_check_runs_only_after_a_run_that_did_not_stop_cleanly(
     service: ProcessContext, study: list[Path]
 ) -> None:
-    assert [_receive(service, p).outcome.name for p in study] == ["STORED"] * 3
+    assert [receive_file(service, p).outcome.name for p in study] == ["STORED"] * 3
     instances, _ = _rows(service)
     mark_clean_stop = start_receiving(service.receiver)  # first run: nothing checked
     _power_cut(service, instances[2][1], keep=0)

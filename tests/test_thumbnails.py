@@ -5,7 +5,6 @@ series that cannot be rendered (reason kept); made by the ``thumbnail`` job on
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from gateway.process.startup import create_context
 from gateway.process.worker import Worker
 from tests.support.auth import authed_client
 from tests.support.ctgen import make_ct_study
+from tests.support.receive import receive_file
 
 US_FILE = Path(str(get_testdata_file("examples_ybr_color.dcm")))  # bundled with pydicom
 RTPLAN_FILE = Path(str(get_testdata_file("rtplan.dcm")))
@@ -86,14 +86,9 @@ def service(db_url: str, tmp_path: Path) -> Iterator[ProcessContext]:
 
 
 def _receive(service: ProcessContext, path: Path) -> str:
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    tmp = service.store.tmp_dir / f"{ds.SOPInstanceUID}.tmp"
-    shutil.copy(path, tmp)
-    result = service.receiver.receive(
-        tmp, sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID, calling_ae="T"
-    )
+    result = receive_file(service, path, "T")
     assert result.outcome.name == "STORED", result
-    return str(ds.SeriesInstanceUID)
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
 
 
 def test_job_on_stable_then_route(service: ProcessContext, tmp_path: Path) -> None:
