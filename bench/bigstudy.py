@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, generate_uid
 
-from bench.common import RssSampler, emit, scratch, storescu_send
+from bench.common import RssSampler, emit, scratch, storescu_send, wait_instances
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import ct_header, make_ct_study, set_monochrome_16
 from tests.support.destination import destination_for
@@ -84,11 +84,6 @@ def write_multiframe(path: Path, frames: int, study_uid: str, accession: str, nu
         for _ in range(frames):
             out.write(data)
     return path.stat().st_size
-
-
-def _count(orthanc: LocalOrthanc) -> int:
-    with orthanc.client() as c:
-        return int(c.get("/statistics").json()["CountInstances"])
 
 
 def main() -> None:
@@ -163,11 +158,7 @@ def _run(args: argparse.Namespace, work: Path) -> None:
                 at.append(round(max(part.peak, at[-1] if at else 0.0), 1))
             receive_s = time.perf_counter() - start
             with RssSampler(gw.process.pid) as forward:
-                deadline = time.monotonic() + 1800
-                while _count(pacs) < len(multi) + len(slices):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("the study never completed in Orthanc")
-                    time.sleep(0.5)
+                wait_instances(pacs, len(multi) + len(slices), every_s=0.5, timeout=1800)
             complete_s = time.perf_counter() - start
         result.update(
             {

@@ -12,6 +12,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.operations.local_orthanc import LocalOrthanc
 
 STORESCU_ENV = dict(os.environ, TCP_NODELAY="1")
 
@@ -61,6 +65,21 @@ def storescu_send(port: int, files: Sequence[Path], aec: str, parallel: int = 1)
         if p.returncode != 0 or b"Store Failed" in err:
             raise RuntimeError(f"storescu failed: {err.decode()[-500:]}")
     return time.perf_counter() - start
+
+
+def wait_instances(
+    orthanc: LocalOrthanc, count: int, *, every_s: float = 0.05, timeout: float = 600
+) -> None:
+    """Wait until ``orthanc`` holds ``count`` instances, asking its ``/statistics`` every
+    ``every_s``. One HTTP client for the whole wait: making an httpx client costs ~40 ms
+    of CPU (its TLS context loads the CA bundle), so a new one per 50 ms poll took most
+    of a core from the servers being timed."""
+    deadline = time.monotonic() + timeout
+    with orthanc.client() as client:
+        while int(client.get("/statistics").json()["CountInstances"]) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Orthanc never held {count} instances")
+            time.sleep(every_s)
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -25,7 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import PRODUCTION_WORKER, emit, scratch, storescu_send, wait_quiet
+from bench.common import (
+    PRODUCTION_WORKER,
+    emit,
+    scratch,
+    storescu_send,
+    wait_instances,
+    wait_quiet,
+)
 from gateway.operations.local_orthanc import LocalOrthanc, OrthancConfig
 from tests.support.ctgen import make_ct_study
 from tests.support.destination import destination_for
@@ -33,19 +40,6 @@ from tests.support.gateway_proc import GatewayProcess
 from tests.support.net import free_port
 
 WARM_UP = 20
-
-
-def _count(orthanc: LocalOrthanc) -> int:
-    with orthanc.client() as c:
-        return int(c.get("/statistics").json()["CountInstances"])
-
-
-def _wait_complete(orthanc: LocalOrthanc, n: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while _count(orthanc) < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError("study never completed in Orthanc")
-        time.sleep(0.05)
 
 
 def _full_path(work: Path, studies: int, processes: int) -> dict[str, object]:
@@ -135,7 +129,7 @@ def _round(
     wait_quiet()
     start = time.perf_counter()
     send_s = storescu_send(port, files, aec)
-    _wait_complete(orthanc, expected)
+    wait_instances(orthanc, expected)
     return time.perf_counter() - start, send_s
 
 

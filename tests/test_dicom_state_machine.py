@@ -15,6 +15,7 @@ checks that it still behaves as the state machine it replaces.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -187,6 +188,82 @@ def test_message_reassembled_across_pdus(gw: GatewayProcess) -> None:
     finally:
         peer.close()
     wait_until(lambda: echoscu(gw.dicom_port).returncode == 0, 10, "gateway serving")
+
+
+def _stored_dataset(gw: GatewayProcess, sop_uid: str) -> bytes | None:
+    """The data set of the stored instance ``sop_uid`` as written (what follows its File
+    Meta Information), or None if it was not stored."""
+    from sqlalchemy import create_engine, select
+
+    from gateway.core.models import Instance
+
+    engine = create_engine(gw.config["database"]["url"])
+    with engine.connect() as conn:
+        path = conn.execute(
+            select(Instance.path).where(Instance.sop_instance_uid == sop_uid)
+        ).scalar()
+    engine.dispose()
+    if path is None:
+        return None
+    data = (Path(gw.config["data_dir"]) / "store" / "instances" / path).read_bytes()
+    assert data[128:132] == b"DICM"
+    (meta_length,) = struct.unpack_from("<I", data, 132 + 8)  # (0002,0000) UL
+    return data[132 + 12 + meta_length :]
+
+
+@pytest.mark.integration
+def test_dataset_fragments_of_every_shape_are_stored_byte_for_byte(gw: GatewayProcess) -> None:
+    """A C-STORE data set in PDUs of several middle fragments each, of one, and a last PDU
+    mixing middle fragments with the last: what is stored is the data set sent, byte for
+    byte (on the fast path the middle PDUs are written straight from the read buffer)."""
+    data = _dataset("1.2.3.10")
+    cuts = [0, 700, 1400, 2100, 5000, 9000, len(data) - 300, len(data) - 100, len(data)]
+    pieces = [data[a:b] for a, b in itertools.pairwise(cuts)]
+    peer = raw.RawAssociation(gw.dicom_port)
+    try:
+        assert peer.associate("STORESCU", contexts=CT).kind == 0x02
+        peer.send(raw.p_data(1, raw.command(0x0001, raw.CT_STORAGE, "1.2.3.10"), is_command=True))
+        peer.send(raw.p_data_pdvs([(1, piece, False, False) for piece in pieces[:3]]))
+        peer.send(raw.p_data(1, pieces[3], is_command=False, last=False))
+        peer.send(raw.p_data(1, pieces[4], is_command=False, last=False))
+        peer.send(
+            raw.p_data_pdvs([(1, pieces[5], False, False), (1, pieces[6], False, False),
+                             (1, pieces[7], False, True)])
+        )  # fmt: skip
+        answer = peer.receive()
+        assert answer.kind == 0x04 and answer.status() == 0x0000
+    finally:
+        peer.close()
+    assert _stored_dataset(gw, "1.2.3.10") == data
+    _alive(gw)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("damage", ["cut", "item_overruns_pdu"])
+def test_a_broken_middle_pdu_stores_nothing(gw: GatewayProcess, damage: str) -> None:
+    """A middle PDU of a data set cut short by the peer's close, or whose PDV item claims
+    more bytes than its PDU holds: the association ends (A-ABORT or closed), nothing is
+    stored, and the gateway keeps serving."""
+    uid = "1.2.3.11" if damage == "cut" else "1.2.3.12"
+    data = _dataset(uid)
+    peer = raw.RawAssociation(gw.dicom_port)
+    try:
+        assert peer.associate("STORESCU", contexts=CT).kind == 0x02
+        peer.send(raw.p_data(1, raw.command(0x0001, raw.CT_STORAGE, uid), is_command=True))
+        peer.send(raw.p_data(1, data[:4000], is_command=False, last=False))
+        middle = raw.p_data(1, data[4000:8000], is_command=False, last=False)
+        if damage == "cut":
+            peer.send(middle[:1000])
+            peer.sock.shutdown(socket.SHUT_WR)
+        else:
+            pdv_length = struct.unpack_from(">I", middle, 6)[0]
+            peer.send(middle[:6] + struct.pack(">I", pdv_length + 50) + middle[10:])
+            peer.send(raw.p_data(1, data[8000:], is_command=False, last=True))
+        assert peer.closed_by_peer()
+    finally:
+        peer.close()
+    assert _stored_dataset(gw, uid) is None
+    _alive(gw)
 
 
 @pytest.mark.integration

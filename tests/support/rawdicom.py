@@ -88,9 +88,16 @@ def elements(data: bytes) -> dict[tuple[int, int], bytes]:
 
 def p_data(ctx_id: int, data: bytes, *, is_command: bool, last: bool = True) -> bytes:
     """One P-DATA-TF PDU with one PDV."""
-    header = (0x01 if is_command else 0x00) | (0x02 if last else 0x00)
-    pdv = struct.pack(">IBB", len(data) + 2, ctx_id, header) + data
-    return struct.pack(">BBI", 0x04, 0, len(pdv)) + pdv
+    return p_data_pdvs([(ctx_id, data, is_command, last)])
+
+
+def p_data_pdvs(pdvs: list[tuple[int, bytes, bool, bool]]) -> bytes:
+    """One P-DATA-TF PDU with a PDV for each (context ID, data, is_command, last)."""
+    items = b""
+    for ctx_id, data, is_command, last in pdvs:
+        header = (0x01 if is_command else 0x00) | (0x02 if last else 0x00)
+        items += struct.pack(">IBB", len(data) + 2, ctx_id, header) + data
+    return struct.pack(">BBI", 0x04, 0, len(items)) + items
 
 
 def response(
