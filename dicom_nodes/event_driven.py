@@ -221,8 +221,8 @@ class WakeableDUL(DULServiceProvider):
         if got < 6 or head[0] != 0x04 or length > limit:
             sock.unread(head[:got])
             return False
-        if self._body is None or len(self._body) < limit:
-            self._body = bytearray(limit)
+        if self._body is None or len(self._body) < length:  # at most our maximum PDU
+            self._body = bytearray(length)
         with memoryview(self._body)[:length] as body:
             try:
                 got = sock.read_into(body)

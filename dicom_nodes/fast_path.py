@@ -1,6 +1,7 @@
 """The one switch between the gateway's fast DICOM path and stock pynetdicom.
 
-The fast path (:mod:`dicom_nodes.event_driven`, :mod:`dicom_nodes.dimse_shortcuts`, the
+The fast path (:mod:`dicom_nodes.event_driven` with :mod:`dicom_nodes.dataset_stream`,
+:mod:`dicom_nodes.dimse_shortcuts`, the
 shared contexts of :mod:`dicom_nodes.transport`, the held reactor of
 :mod:`dicom_nodes.storescu`) replaces private parts of pynetdicom and pydicom: DUL
 methods, state handling, module functions. It is only correct for the versions it was
