@@ -205,9 +205,9 @@ class WakeableDUL(DULServiceProvider):
     def _stream_dataset_pdu(self, sock: BulkReadSocket) -> bool:
         """Read the next PDU and, if it is a P-DATA-TF of middle fragments of the dataset
         being received (:func:`~dicom_nodes.dataset_stream.middle_fragments`), write them
-        to its file; True when done so. Otherwise what was read is put back on the socket
-        and False returned: pynetdicom then reads the PDU as ever (and reports a short one,
-        a closed connection or a timeout as it does)."""
+        to its file; True when done so (or when the read failed: Evt17, as pynetdicom).
+        Otherwise what was read is put back on the socket and False returned: pynetdicom
+        then reads the PDU as ever (and reports a short one as it does)."""
         target = self._dataset_target()
         if target is None:
             return False
@@ -215,8 +215,8 @@ class WakeableDUL(DULServiceProvider):
         head = memoryview(bytearray(6))
         try:
             got = sock.read_into(head)
-        except (OSError, TimeoutError):
-            return False  # what arrived is back on the socket
+        except (OSError, TimeoutError) as exc:
+            return self._read_failed(exc)
         length = int.from_bytes(head[2:6], "big")
         if got < 6 or head[0] != 0x04 or length > limit:
             sock.unread(head[:got])
@@ -226,11 +226,11 @@ class WakeableDUL(DULServiceProvider):
         with memoryview(self._body)[:length] as body:
             try:
                 got = sock.read_into(body)
-            except (OSError, TimeoutError):
-                got = -1  # what arrived of the body is back on the socket
+            except (OSError, TimeoutError) as exc:
+                return self._read_failed(exc)
             fragments = middle_fragments(body, context_id) if got == length else None
             if fragments is None:
-                sock.unread(body[: max(got, 0)])
+                sock.unread(body[:got])
                 sock.unread(head)
                 return False
             try:
@@ -243,6 +243,13 @@ class WakeableDUL(DULServiceProvider):
                 self.event_queue.put("Evt19")
                 return True
         start_writeback(data_file.fileno())
+        return True
+
+    def _read_failed(self, exc: BaseException) -> bool:
+        """A read of the PDU failed (timeout, reset): as pynetdicom's own read, the
+        connection counts as closed (Evt17). Returns True: the PDU was dealt with."""
+        log.warning("connection lost in the middle of a PDU (%s): association ended", exc)
+        self.event_queue.put("Evt17")
         return True
 
     def _discard_input(self) -> None:
@@ -333,22 +340,18 @@ class BulkReadSocket(AssociationSocket):
 
     def read_into(self, view: memoryview) -> int:
         """Fill ``view``, from what was put back then from the socket; returns how many
-        bytes came (fewer when the connection closed). On an error, what was read is put
-        back before it is raised."""
+        bytes came (fewer when the connection closed). Errors (a timeout, a reset) are
+        raised: the caller takes the connection as closed."""
         taken = self._take_unread(len(view))
         got = len(taken)
         view[:got] = taken
         sock = self.socket
         assert sock is not None
-        try:
-            while got < len(view):
-                count = sock.recv_into(view[got:])
-                if not count:
-                    break
-                got += count
-        except BaseException:
-            self.unread(view[:got])
-            raise
+        while got < len(view):
+            count = sock.recv_into(view[got:])
+            if not count:
+                break
+            got += count
         return got
 
     def recv(self, nr_bytes: int) -> bytearray:

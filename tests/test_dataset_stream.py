@@ -1,10 +1,13 @@
 """:func:`dicom_nodes.dataset_stream.middle_fragments` agrees with pynetdicom's own
 P-DATA-TF decoding: on PDUs built from random PDVs, and on random and cut bytes, it
 either names exactly the data of pynetdicom's PDVs, all middle data set fragments of the
-given context, or declines (None) and leaves the PDU to pynetdicom."""
+given context, or declines (None) and leaves the PDU to pynetdicom. And the receive
+socket's put-back reads (:class:`~dicom_nodes.event_driven.BulkReadSocket`) that let a
+declined PDU go to pynetdicom unchanged."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -13,6 +16,7 @@ from hypothesis import strategies as st
 from pynetdicom.pdu import P_DATA_TF
 
 from dicom_nodes.dataset_stream import middle_fragments
+from dicom_nodes.event_driven import BulkReadSocket
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +46,7 @@ def _pynetdicom_pdvs(body: bytes) -> list[tuple[int, bytes]] | None:
     except Exception:
         return None
     return [
-        (i.presentation_context_id, bytes(i.presentation_data_value))
+        (int(i.presentation_context_id or 0), bytes(i.presentation_data_value or b""))
         for i in pdu.presentation_data_value_items
     ]
 
@@ -93,3 +97,53 @@ def test_an_item_longer_than_the_pdu_is_declined() -> None:
 
 def test_an_empty_pdu_is_declined() -> None:
     assert middle_fragments(b"", CONTEXT) is None
+
+
+def _bulk_socket() -> tuple[BulkReadSocket, socket.socket, socket.socket]:
+    """A BulkReadSocket over one end of a socket pair (no association: only its reads are
+    used), that end, and the other end for the test to write."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(2)
+    sock = BulkReadSocket.__new__(BulkReadSocket)
+    sock.socket = ours
+    return sock, ours, theirs
+
+
+def test_bytes_put_back_are_read_first_then_the_socket() -> None:
+    sock, ours, peer = _bulk_socket()
+    try:
+        peer.sendall(b"world!")
+        sock.unread(b"lo ")
+        sock.unread(b"hel")
+        assert sock.pending
+        view = memoryview(bytearray(5))
+        assert sock.read_into(view) == 5 and bytes(view) == b"hello"
+        assert bytes(sock.recv(7)) == b" world!"
+        assert not sock.pending
+    finally:
+        peer.close()
+        ours.close()
+
+
+def test_a_closed_connection_gives_what_arrived() -> None:
+    sock, ours, peer = _bulk_socket()
+    try:
+        peer.sendall(b"abc")
+        peer.close()
+        sock.unread(b"12")
+        view = memoryview(bytearray(10))
+        assert sock.read_into(view) == 5 and bytes(view[:5]) == b"12abc"
+    finally:
+        ours.close()
+
+
+def test_a_read_that_times_out_raises() -> None:
+    sock, ours, peer = _bulk_socket()
+    try:
+        ours.settimeout(0.1)
+        peer.sendall(b"ab")
+        with pytest.raises(TimeoutError):
+            sock.read_into(memoryview(bytearray(4)))
+    finally:
+        peer.close()
+        ours.close()
