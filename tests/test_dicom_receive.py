@@ -85,13 +85,9 @@ def _elements(path: Path) -> dict[int, object]:
 
 
 def _stored(gw: GatewayProcess, sop_uid: str) -> Path:
-    engine = create_engine(gw.config["database"]["url"])
-    with engine.connect() as conn:
-        rel = conn.execute(
-            select(Instance.path).where(Instance.sop_instance_uid == sop_uid)
-        ).scalar_one()
-    engine.dispose()
-    return gw.work / "var" / "store" / "instances" / rel
+    path = gw.stored_file(sop_uid)
+    assert path is not None, f"{sop_uid} not indexed"
+    return path
 
 
 def _indexed_uids(gw: GatewayProcess) -> set[str]:

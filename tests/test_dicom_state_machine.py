@@ -193,19 +193,10 @@ def test_message_reassembled_across_pdus(gw: GatewayProcess) -> None:
 def _stored_dataset(gw: GatewayProcess, sop_uid: str) -> bytes | None:
     """The data set of the stored instance ``sop_uid`` as written (what follows its File
     Meta Information), or None if it was not stored."""
-    from sqlalchemy import create_engine, select
-
-    from gateway.core.models import Instance
-
-    engine = create_engine(gw.config["database"]["url"])
-    with engine.connect() as conn:
-        path = conn.execute(
-            select(Instance.path).where(Instance.sop_instance_uid == sop_uid)
-        ).scalar()
-    engine.dispose()
+    path = gw.stored_file(sop_uid)
     if path is None:
         return None
-    data = (Path(gw.config["data_dir"]) / "store" / "instances" / path).read_bytes()
+    data = path.read_bytes()
     assert data[128:132] == b"DICM"
     (meta_length,) = struct.unpack_from("<I", data, 132 + 8)  # (0002,0000) UL
     return data[132 + 12 + meta_length :]

@@ -134,6 +134,24 @@ class GatewayProcess:
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
 
+    def stored_file(self, sop_uid: str) -> Path | None:
+        """The store's file of the instance indexed as ``sop_uid``; None if not indexed."""
+        from sqlalchemy import create_engine, select
+
+        from gateway.core.models import Instance
+
+        engine = create_engine(self.config["database"]["url"])
+        try:
+            with engine.connect() as conn:
+                relative = conn.execute(
+                    select(Instance.path).where(Instance.sop_instance_uid == sop_uid)
+                ).scalar()
+        finally:
+            engine.dispose()
+        if relative is None:
+            return None
+        return Path(self.config["data_dir"]) / "store" / "instances" / relative
+
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
